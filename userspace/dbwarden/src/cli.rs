@@ -1,0 +1,131 @@
+//! Command-line interface (clap derive). Each flag's doc comment is its help text.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// dbwarden: kernel-attested access control, masking and recording for AI agents' database
+/// connections.
+#[derive(Debug, Parser)]
+#[command(name = "dbwarden", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: attach interception to the controlled cgroups and proxy their database
+    /// connections.
+    Run(RunArgs),
+    /// Run a command inside a controlled cgroup (every socket it opens is intercepted).
+    Exec(ExecArgs),
+    /// Remove the pinned eBPF programs and maps on purpose (agents then reach databases
+    /// directly again).
+    Detach(DetachArgs),
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `dbwarden run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Config file (TOML). Default: /etc/dbwarden/dbwarden.toml when it exists.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Controlled cgroup, relative to the cgroup2 mount (repeatable). Created when missing;
+    /// an existing one (e.g. a systemd slice) is adopted. Default: dbwarden-agents.
+    #[arg(long = "cgroup", value_name = "NAME")]
+    pub cgroups: Vec<String>,
+    /// Daemon listener, an IPv4 loopback address with a fixed port. Default: 127.0.0.1:7432.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Do not listen on [::1]; IPv6 agent connections are then refused.
+    #[arg(long)]
+    pub no_ipv6: bool,
+    /// Policy file (TOML). Default: the embedded PCI DSS policy.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Directory for session recordings. Default: /var/lib/dbwarden/sessions.
+    #[arg(long, value_name = "DIR")]
+    pub sessions_dir: Option<PathBuf>,
+    /// Runtime directory (control socket). Default: /run/dbwarden.
+    #[arg(long, value_name = "DIR")]
+    pub runtime_dir: Option<PathBuf>,
+    /// bpffs directory where programs and maps are pinned. Default: /sys/fs/bpf/dbwarden.
+    #[arg(long, value_name = "DIR")]
+    pub bpffs_dir: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// `dbwarden exec`.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// The controlled cgroup to run in (relative to the cgroup2 mount).
+    #[arg(long, value_name = "NAME", default_value = crate::config::DEFAULT_CGROUP)]
+    pub cgroup: String,
+    /// The command and its arguments.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
+    pub command: Vec<std::ffi::OsString>,
+}
+
+/// `dbwarden detach`.
+#[derive(Debug, Args)]
+pub struct DetachArgs {
+    /// bpffs directory of the pins. Default: /sys/fs/bpf/dbwarden (or the config file's).
+    #[arg(long, value_name = "DIR")]
+    pub bpffs_dir: Option<PathBuf>,
+    /// Config file to read bpffs_dir from.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Detach only this cgroup (keeps the maps); default: everything.
+    #[arg(long, value_name = "NAME")]
+    pub cgroup: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_flags_parse() {
+        let c = Cli::try_parse_from([
+            "dbwarden", "run", "--cgroup", "a", "--cgroup", "b.slice/c", "--listen", "127.0.0.1:9",
+            "--policy", "p.toml", "--sessions-dir", "/s", "--runtime-dir", "/r", "--bpffs-dir", "/sys/fs/bpf/x",
+            "--log-format", "json", "--no-ipv6", "-c", "x.toml",
+        ])
+        .unwrap();
+        let Command::Run(r) = c.command else { panic!("not run") };
+        assert_eq!(r.cgroups, ["a", "b.slice/c"]);
+        assert_eq!(r.listen.as_deref(), Some("127.0.0.1:9"));
+        assert_eq!(r.log_format, LogFormat::Json);
+        assert!(r.no_ipv6);
+        assert_eq!(r.config, Some(PathBuf::from("x.toml")));
+    }
+
+    #[test]
+    fn exec_takes_trailing_command() {
+        let c = Cli::try_parse_from(["dbwarden", "exec", "--cgroup", "g", "--", "psql", "-c", "select 1"]).unwrap();
+        let Command::Exec(e) = c.command else { panic!("not exec") };
+        assert_eq!(e.cgroup, "g");
+        assert_eq!(e.command, ["psql", "-c", "select 1"]);
+        assert!(Cli::try_parse_from(["dbwarden", "exec"]).is_err());
+    }
+}

@@ -1,0 +1,324 @@
+//! Configuration: the TOML file (`/etc/dbwarden/dbwarden.toml` if present, or `--config FILE`),
+//! overridden by command-line flags, validated into [`Settings`] before anything is bound or
+//! attached.
+//!
+//! Unknown keys are errors; errors name the file and the toml crate's line and column.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use dbwarden_common::Proto;
+use serde::Deserialize;
+
+use crate::{cgroup::Cgroup, identity::DEFAULT_ENV_LABELS, intercept::Network};
+
+/// Default config file, read when it exists and no `--config` is given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/dbwarden/dbwarden.toml";
+/// Default daemon listener.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7432";
+/// Default controlled cgroup.
+pub const DEFAULT_CGROUP: &str = "dbwarden-agents";
+
+/// The config file, as written. Every field is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Daemon listener (IPv4 loopback address and port).
+    pub listen: Option<String>,
+    /// Also listen on [::1] with the same port for IPv6 agents (default true).
+    pub listen_v6: Option<bool>,
+    /// Controlled cgroups, relative to the cgroup2 mount.
+    pub cgroups: Option<Vec<String>>,
+    /// Policy file; the embedded PCI DSS policy when absent.
+    pub policy: Option<PathBuf>,
+    /// Where session recordings go.
+    pub sessions_dir: Option<PathBuf>,
+    /// Runtime directory (control socket).
+    pub runtime_dir: Option<PathBuf>,
+    /// bpffs directory for pins.
+    pub bpffs_dir: Option<PathBuf>,
+    /// What is intercepted.
+    pub intercept: Option<InterceptSection>,
+    /// Identity enrichment.
+    pub identity: Option<IdentitySection>,
+    /// Upstream connection settings.
+    pub upstream: Option<UpstreamSection>,
+}
+
+/// `[intercept]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InterceptSection {
+    /// Ports speaking PostgreSQL.
+    pub postgres_ports: Option<Vec<u16>>,
+    /// Ports speaking MySQL/MariaDB.
+    pub mysql_ports: Option<Vec<u16>>,
+    /// Destination networks (CIDR); default any address.
+    pub networks: Option<Vec<String>>,
+}
+
+/// `[identity]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentitySection {
+    /// Environment variables read from the agent process as labels.
+    pub env_labels: Option<Vec<String>>,
+}
+
+/// `[upstream]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamSection {
+    /// Connect timeout in milliseconds.
+    pub connect_timeout_ms: Option<u64>,
+}
+
+/// Errors while reading or validating configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// TOML syntax or schema error (the message carries line and column).
+    #[error("{path}: {message}")]
+    Parse {
+        /// File.
+        path: PathBuf,
+        /// The toml crate's message, with line, column and a snippet.
+        message: String,
+    },
+    /// A value is invalid.
+    #[error("{origin}: invalid {key} = {value:?}: {reason}")]
+    Invalid {
+        /// File path or "command line".
+        origin: String,
+        /// Setting name (file key / flag).
+        key: &'static str,
+        /// The bad value.
+        value: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl FileConfig {
+    /// Parses a config document. `path` is only used in messages.
+    pub fn parse(src: &str, path: &Path) -> Result<FileConfig, ConfigError> {
+        toml::from_str(src).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })
+    }
+
+    /// Reads `path`; with `explicit == false` a missing file yields the defaults.
+    pub fn load(path: &Path, explicit: bool) -> Result<FileConfig, ConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(s) => Self::parse(&s, path),
+            Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => Ok(FileConfig::default()),
+            Err(source) => Err(ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            }),
+        }
+    }
+}
+
+/// Command-line overrides for `dbwarden run`.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// `--cgroup` (repeatable).
+    pub cgroups: Vec<String>,
+    /// `--listen`.
+    pub listen: Option<String>,
+    /// `--policy`.
+    pub policy: Option<PathBuf>,
+    /// `--sessions-dir`.
+    pub sessions_dir: Option<PathBuf>,
+    /// `--runtime-dir`.
+    pub runtime_dir: Option<PathBuf>,
+    /// `--bpffs-dir`.
+    pub bpffs_dir: Option<PathBuf>,
+    /// `--no-ipv6`.
+    pub no_ipv6: bool,
+}
+
+/// Validated, ready-to-use settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// IPv4 listener.
+    pub listen: SocketAddr,
+    /// Listen on [::1] too.
+    pub listen_v6: bool,
+    /// Controlled cgroups.
+    pub cgroups: Vec<Cgroup>,
+    /// Policy file (None = embedded default).
+    pub policy: Option<PathBuf>,
+    /// Sessions directory.
+    pub sessions_dir: PathBuf,
+    /// Runtime directory.
+    pub runtime_dir: PathBuf,
+    /// bpffs pin directory.
+    pub bpffs_dir: PathBuf,
+    /// Intercepted ports.
+    pub ports: Vec<(u16, Proto)>,
+    /// Intercepted networks.
+    pub networks: Vec<Network>,
+    /// Environment labels to read.
+    pub env_labels: Vec<String>,
+    /// Upstream connect timeout.
+    pub connect_timeout: std::time::Duration,
+}
+
+impl Settings {
+    /// Merges file and flags and validates every value.
+    pub fn build(file: FileConfig, origin: &str, o: Overrides) -> Result<Settings, ConfigError> {
+        let (listen_s, listen_origin) = match (&o.listen, &file.listen) {
+            (Some(l), _) => (l.clone(), "--listen".to_string()),
+            (None, Some(l)) => (l.clone(), origin.to_string()),
+            (None, None) => (DEFAULT_LISTEN.to_string(), "default".to_string()),
+        };
+        let listen: SocketAddr = listen_s.parse().map_err(|_| ConfigError::Invalid {
+            origin: listen_origin.clone(),
+            key: "listen",
+            value: listen_s.clone(),
+            reason: "expected IPv4 address:port, e.g. 127.0.0.1:7432".into(),
+        })?;
+        if !listen.ip().is_loopback() || !listen.is_ipv4() || listen.port() == 0 {
+            return Err(ConfigError::Invalid {
+                origin: listen_origin,
+                key: "listen",
+                value: listen_s,
+                reason: "the daemon listens on an IPv4 loopback address with a fixed port (agents are redirected there)".into(),
+            });
+        }
+        let cgroup_names = if !o.cgroups.is_empty() {
+            o.cgroups.clone()
+        } else {
+            file.cgroups.clone().unwrap_or_else(|| vec![DEFAULT_CGROUP.to_string()])
+        };
+        let mut cgroups = Vec::new();
+        for n in cgroup_names {
+            let cg = Cgroup::resolve(&n).map_err(|e| ConfigError::Invalid {
+                origin: origin.to_string(),
+                key: "cgroups",
+                value: n.clone(),
+                reason: e.to_string(),
+            })?;
+            cgroups.push(cg);
+        }
+        let icpt = file.intercept.unwrap_or_default();
+        let mut ports = Vec::new();
+        for p in icpt.postgres_ports.unwrap_or_else(|| vec![5432]) {
+            ports.push((p, Proto::Postgres));
+        }
+        for p in icpt.mysql_ports.unwrap_or_else(|| vec![3306]) {
+            ports.push((p, Proto::Mysql));
+        }
+        for (p, _) in &ports {
+            if *p == 0 || *p == listen.port() {
+                return Err(ConfigError::Invalid {
+                    origin: origin.to_string(),
+                    key: "intercept ports",
+                    value: p.to_string(),
+                    reason: "must be non-zero and differ from the daemon's listen port".into(),
+                });
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        if let Some((p, _)) = ports.iter().find(|(p, _)| !seen.insert(*p)) {
+            return Err(ConfigError::Invalid {
+                origin: origin.to_string(),
+                key: "intercept ports",
+                value: p.to_string(),
+                reason: "listed twice".into(),
+            });
+        }
+        let mut networks = Vec::new();
+        for n in icpt
+            .networks
+            .unwrap_or_else(|| vec!["0.0.0.0/0".into(), "::/0".into()])
+        {
+            networks.push(n.parse().map_err(|reason| ConfigError::Invalid {
+                origin: origin.to_string(),
+                key: "intercept.networks",
+                value: n.clone(),
+                reason,
+            })?);
+        }
+        let env_labels = file
+            .identity
+            .and_then(|i| i.env_labels)
+            .unwrap_or_else(|| DEFAULT_ENV_LABELS.iter().map(|s| s.to_string()).collect());
+        Ok(Settings {
+            listen,
+            listen_v6: !o.no_ipv6 && file.listen_v6.unwrap_or(true),
+            cgroups,
+            policy: o.policy.or(file.policy),
+            sessions_dir: o
+                .sessions_dir
+                .or(file.sessions_dir)
+                .unwrap_or_else(|| "/var/lib/dbwarden/sessions".into()),
+            runtime_dir: o
+                .runtime_dir
+                .or(file.runtime_dir)
+                .unwrap_or_else(|| "/run/dbwarden".into()),
+            bpffs_dir: o
+                .bpffs_dir
+                .or(file.bpffs_dir)
+                .unwrap_or_else(|| "/sys/fs/bpf/dbwarden".into()),
+            ports,
+            networks,
+            env_labels,
+            connect_timeout: std::time::Duration::from_millis(
+                file.upstream.and_then(|u| u.connect_timeout_ms).unwrap_or(5000),
+            ),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_key_names_line_and_column() {
+        let e = FileConfig::parse("listen = \"127.0.0.1:7000\"\nlisten_port = 3\n", Path::new("/etc/x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("/etc/x.toml: "), "{e}");
+        assert!(e.contains("line 2, column 1"), "{e}");
+        assert!(e.contains("listen_port"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let f = FileConfig::parse("listen = \"10.0.0.1:7000\"\n", Path::new("c.toml")).unwrap();
+        let e = Settings::build(f, "c.toml", Overrides::default()).unwrap_err().to_string();
+        assert!(e.contains("listen") && e.contains("loopback"), "{e}");
+        let f = FileConfig::parse("[intercept]\nnetworks = [\"300.1.1.1/8\"]\n", Path::new("c.toml")).unwrap();
+        let e = Settings::build(f, "c.toml", Overrides::default()).unwrap_err().to_string();
+        assert!(e.contains("intercept.networks") && e.contains("300.1.1.1/8"), "{e}");
+    }
+
+    #[test]
+    fn flags_override_file() {
+        let f = FileConfig::parse("listen = \"127.0.0.1:7000\"\ncgroups = [\"a\"]\n", Path::new("c.toml")).unwrap();
+        let o = Overrides {
+            listen: Some("127.0.0.1:7001".into()),
+            cgroups: vec!["b".into()],
+            ..Default::default()
+        };
+        let s = Settings::build(f, "c.toml", o).unwrap();
+        assert_eq!(s.listen.port(), 7001);
+        assert_eq!(s.cgroups[0].name, "b");
+        assert_eq!(s.ports, vec![(5432, Proto::Postgres), (3306, Proto::Mysql)]);
+    }
+}

@@ -1,0 +1,197 @@
+//! `dbwarden run` and `dbwarden detach`: validate everything, bind, attach, serve, shut down.
+//!
+//! Order matters for fail-closed behaviour: configuration is validated before anything is bound
+//! or attached; the listeners are bound before the programs start redirecting to them; on
+//! shutdown the programs stay attached (pinned), so agents are refused rather than bypassing.
+
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+
+use tokio::io::unix::AsyncFd;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::{
+    cli::{DetachArgs, LogFormat, RunArgs},
+    config::{FileConfig, Overrides, Settings, DEFAULT_CONFIG_PATH},
+    intercept::{self, InterceptConfig, Interceptor},
+    server::{self, Shared},
+};
+
+/// Exit code for configuration/usage errors.
+pub const EXIT_USAGE: i32 = 2;
+/// Exit code for runtime failures.
+pub const EXIT_FAILURE: i32 = 1;
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DBWARDEN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => b.json().flatten_event(true).with_current_span(true).try_init(),
+        LogFormat::Text => b.try_init(),
+    };
+}
+
+fn load_settings(config: Option<PathBuf>, o: Overrides) -> Result<Settings, crate::config::ConfigError> {
+    let (path, explicit) = match config {
+        Some(p) => (p, true),
+        None => (PathBuf::from(DEFAULT_CONFIG_PATH), false),
+    };
+    let file = FileConfig::load(&path, explicit)?;
+    Settings::build(file, &path.display().to_string(), o)
+}
+
+/// Entry point of `dbwarden run`; returns the process exit code.
+pub fn main(args: RunArgs) -> i32 {
+    init_logging(args.log_format);
+    let overrides = Overrides {
+        cgroups: args.cgroups,
+        listen: args.listen,
+        policy: args.policy,
+        sessions_dir: args.sessions_dir,
+        runtime_dir: args.runtime_dir,
+        bpffs_dir: args.bpffs_dir,
+        no_ipv6: args.no_ipv6,
+    };
+    let settings = match load_settings(args.config, overrides) {
+        Ok(s) => s,
+        Err(e) => {
+            error!("configuration error: {e}");
+            eprintln!("dbwarden: configuration error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("dbwarden: cannot start the runtime: {e}");
+            return EXIT_FAILURE;
+        }
+    };
+    match rt.block_on(serve(settings)) {
+        Ok(()) => 0,
+        Err(e) => {
+            error!("{e:#}");
+            eprintln!("dbwarden: {e:#}");
+            EXIT_FAILURE
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let l4 = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("binding the listener {} (set `listen` or --listen)", settings.listen))?;
+    let mut listeners = vec![l4];
+    let mut listen_v6 = None;
+    if settings.listen_v6 {
+        let a = SocketAddr::new(std::net::Ipv6Addr::LOCALHOST.into(), settings.listen.port());
+        match tokio::net::TcpListener::bind(a).await {
+            Ok(l) => {
+                listen_v6 = Some(a);
+                listeners.push(l);
+            }
+            Err(e) => warn!(addr = %a, error = %e, "no IPv6 listener; IPv6 agent connections will be refused"),
+        }
+    }
+    let mut interceptor = Interceptor::start(InterceptConfig {
+        bpffs_dir: settings.bpffs_dir.clone(),
+        cgroups: settings.cgroups.clone(),
+        ports: settings.ports.clone(),
+        networks: settings.networks.clone(),
+        listen_v4: settings.listen,
+        listen_v6,
+    })
+    .context("attaching interception")?;
+
+    if let Some(logger) = interceptor.logger.take() {
+        // SAFETY: the AsyncFd owns the logger, and with it the ring buffer fd, for as long as
+        // the registration lives; nothing else closes that fd.
+        match unsafe { AsyncFd::register_with_interest(logger, tokio::io::Interest::READABLE) } {
+            Ok(mut fd) => {
+                tokio::spawn(async move {
+                    loop {
+                        let Ok(mut guard) = fd.readable_mut().await else { break };
+                        guard.get_inner_mut().flush();
+                        guard.clear_ready();
+                    }
+                });
+            }
+            Err(e) => warn!(error = %e, "eBPF log forwarding unavailable"),
+        }
+    }
+
+    let shutdown = CancellationToken::new();
+    spawn_signal_handler(shutdown.clone())?;
+    let shared = Arc::new(Shared {
+        settings: settings.clone(),
+        interceptor,
+        shutdown: shutdown.clone(),
+        next_session: std::sync::atomic::AtomicU64::new(1),
+    });
+    info!(
+        version = env!("CARGO_PKG_VERSION"),
+        listen = %settings.listen,
+        listen_v6 = ?listen_v6,
+        cgroups = ?settings.cgroups.iter().map(|c| c.path.display().to_string()).collect::<Vec<_>>(),
+        ports = ?settings.ports.iter().map(|(p, _)| *p).collect::<Vec<_>>(),
+        bpffs_dir = %settings.bpffs_dir.display(),
+        "dbwarden ready"
+    );
+    server::run(listeners, shared, Duration::from_secs(10)).await;
+    info!("stopped; interception stays attached (agents are refused until a daemon runs again)");
+    Ok(())
+}
+
+fn spawn_signal_handler(shutdown: CancellationToken) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => info!("SIGTERM received"),
+            _ = int.recv() => info!("SIGINT received"),
+        }
+        shutdown.cancel();
+    });
+    Ok(())
+}
+
+/// Entry point of `dbwarden detach`.
+pub fn detach_main(args: DetachArgs) -> i32 {
+    init_logging(LogFormat::Text);
+    let bpffs_dir = match args.bpffs_dir {
+        Some(d) => d,
+        None => match load_settings(args.config, Overrides::default()) {
+            Ok(s) => s.bpffs_dir,
+            Err(e) => {
+                eprintln!("dbwarden detach: configuration error: {e}");
+                return EXIT_USAGE;
+            }
+        },
+    };
+    let cg = match args.cgroup.as_deref().map(crate::cgroup::Cgroup::resolve).transpose() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("dbwarden detach: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    match intercept::detach(&bpffs_dir, cg.as_ref()) {
+        Ok(removed) if removed.is_empty() => {
+            println!("nothing pinned under {}", bpffs_dir.display());
+            0
+        }
+        Ok(removed) => {
+            for p in removed {
+                println!("removed {}", p.display());
+            }
+            0
+        }
+        Err(e) => {
+            eprintln!("dbwarden detach: {e}");
+            EXIT_FAILURE
+        }
+    }
+}

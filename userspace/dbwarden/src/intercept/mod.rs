@@ -1,0 +1,9 @@
+//! The kernel side, seen from userspace: load the eBPF object, attach it to the controlled
+//! cgroups, pin everything under bpffs (so it stays attached — fail closed — when the daemon
+//! stops), adopt a previous daemon's pins, and look up a redirected connection's kernel record.
+
+mod addr;
+mod loader;
+
+pub use addr::{key_for, to_socket_addr, Network};
+pub use loader::{detach, InterceptConfig, Interceptor, LoadError};
