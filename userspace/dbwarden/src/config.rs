@@ -55,6 +55,9 @@ pub struct InterceptSection {
     pub postgres_ports: Option<Vec<u16>>,
     /// Ports speaking MySQL/MariaDB.
     pub mysql_ports: Option<Vec<u16>>,
+    /// Other TCP ports: intercepted, attributed and logged, relayed without protocol awareness
+    /// (no policy can be applied to them).
+    pub tcp_ports: Option<Vec<u16>>,
     /// Destination networks (CIDR); default any address.
     pub networks: Option<Vec<String>>,
 }
@@ -221,6 +224,9 @@ impl Settings {
         }
         for p in icpt.mysql_ports.unwrap_or_else(|| vec![3306]) {
             ports.push((p, Proto::Mysql));
+        }
+        for p in icpt.tcp_ports.unwrap_or_default() {
+            ports.push((p, Proto::Unknown));
         }
         for (p, _) in &ports {
             if *p == 0 || *p == listen.port() {

@@ -129,6 +129,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         interceptor,
         shutdown: shutdown.clone(),
         next_session: std::sync::atomic::AtomicU64::new(1),
+        cancel: Default::default(),
+        pipeline: Default::default(),
     });
     info!(
         version = env!("CARGO_PKG_VERSION"),

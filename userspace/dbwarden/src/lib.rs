@@ -21,5 +21,6 @@ pub mod daemon;
 pub mod exec;
 pub mod identity;
 pub mod intercept;
+pub mod pipeline;
 pub mod server;
 pub mod session;

@@ -17,6 +17,10 @@ pub struct Shared {
     pub interceptor: Interceptor,
     /// Cancelled on shutdown.
     pub shutdown: CancellationToken,
+    /// PostgreSQL cancellation keys of live sessions.
+    pub cancel: crate::session::cancel::CancelRegistry,
+    /// Policy, masking and recording.
+    pub pipeline: crate::pipeline::Pipeline,
     /// Unique per-daemon session counter.
     pub next_session: std::sync::atomic::AtomicU64,
 }

@@ -4,6 +4,8 @@
 //! This is the seam where the statement pipeline plugs in: a protocol session decodes client
 //! messages, asks policy, and passes server messages through masking and recording.
 
+pub mod cancel;
+pub mod pg;
 pub mod relay;
 
 use std::{net::SocketAddr, sync::Arc, time::Instant};
@@ -13,6 +15,7 @@ use tracing::{info, warn, Instrument};
 
 use crate::{
     identity::{ConnIdentity, ProtocolName},
+    pipeline::SessionInfo,
     server::Shared,
 };
 
@@ -70,10 +73,13 @@ pub async fn run(client: TcpStream, peer: SocketAddr, ident: ConnIdentity, id: u
             }
         };
         let _ = upstream.set_nodelay(true);
+        let dst = ident.original_dst;
         let result = match ident.protocol {
-            ProtocolName::Postgres | ProtocolName::Mysql | ProtocolName::Unknown => {
-                relay::run(client, upstream, &shared.shutdown).await
+            ProtocolName::Postgres => {
+                let info = SessionInfo { id, ident: Arc::new(ident), database: None, db_user: None };
+                pg::run(client, upstream, dst, info, shared.clone()).await
             }
+            ProtocolName::Mysql | ProtocolName::Unknown => relay::run(client, upstream, &shared.shutdown).await,
         };
         let (totals, reason) = match result {
             Ok(t) => (t, "closed".to_string()),

@@ -1,0 +1,108 @@
+//! Cancellation keys: each PostgreSQL client gets a key minted by the daemon; a CancelRequest
+//! (which arrives on a new, itself redirected connection) is matched against it in constant time
+//! and forwarded upstream with the server's real key — so a client can cancel its own query and
+//! nothing else.
+
+use std::{collections::HashMap, net::SocketAddr, sync::Mutex};
+
+use bytes::{Bytes, BytesMut};
+use dbwarden_wire_pg::{BackendKeyData, Startup};
+use rand::RngCore;
+use tokio::io::AsyncWriteExt;
+
+/// A key handed to a client, and what it maps to.
+#[derive(Debug, Clone)]
+struct Entry {
+    client_secret: Bytes,
+    upstream: SocketAddr,
+    server: Option<BackendKeyData>,
+}
+
+/// Registry of live sessions' cancellation keys.
+#[derive(Debug, Default)]
+pub struct CancelRegistry {
+    inner: Mutex<HashMap<i32, Entry>>,
+}
+
+impl CancelRegistry {
+    /// Mints a fresh key (unique pid, 32 random secret bytes) for a session to `upstream`.
+    pub fn mint(&self, upstream: SocketAddr) -> BackendKeyData {
+        let mut rng = rand::thread_rng();
+        let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            let pid = (rng.next_u32() & 0x3fff_ffff) as i32 | 0x1000_0000;
+            if map.contains_key(&pid) {
+                continue;
+            }
+            let mut secret = vec![0u8; 32];
+            rng.fill_bytes(&mut secret);
+            let secret = Bytes::from(secret);
+            map.insert(pid, Entry { client_secret: secret.clone(), upstream, server: None });
+            return BackendKeyData { pid, secret_key: secret };
+        }
+    }
+
+    /// Records the server's real key and the (possibly shortened) key the client received.
+    pub fn bind(&self, client: &BackendKeyData, server: BackendKeyData) {
+        let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = map.get_mut(&client.pid) {
+            e.client_secret = client.secret_key.clone();
+            e.server = Some(server);
+        }
+    }
+
+    /// Forgets a session's key.
+    pub fn remove(&self, pid: i32) {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).remove(&pid);
+    }
+
+    /// Looks up a client's cancel request; returns where and what to send.
+    pub fn lookup(&self, pid: i32, secret: &[u8]) -> Option<(SocketAddr, BackendKeyData)> {
+        let map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let e = map.get(&pid)?;
+        if !constant_time_eq(&e.client_secret, secret) {
+            return None;
+        }
+        Some((e.upstream, e.server.clone()?))
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Sends a CancelRequest with the server's key to `upstream`.
+pub async fn forward_cancel(upstream: SocketAddr, key: &BackendKeyData) -> std::io::Result<()> {
+    let mut buf = BytesMut::new();
+    Startup::Cancel { pid: key.pid, secret_key: key.secret_key.clone() }
+        .encode(&mut buf)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
+    let mut s = tokio::net::TcpStream::connect(upstream).await?;
+    s.write_all(&buf).await?;
+    s.shutdown().await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_right_secret_cancels() {
+        let r = CancelRegistry::default();
+        let up: SocketAddr = "127.0.0.1:5432".parse().unwrap();
+        let k = r.mint(up);
+        assert!(r.lookup(k.pid, &k.secret_key).is_none(), "no server key yet");
+        let server = BackendKeyData { pid: 77, secret_key: Bytes::from_static(b"srvk") };
+        let short = BackendKeyData { pid: k.pid, secret_key: k.secret_key.slice(..4) };
+        r.bind(&short, server.clone());
+        assert_eq!(r.lookup(k.pid, &k.secret_key[..4]), Some((up, server)));
+        assert!(r.lookup(k.pid, b"nope").is_none());
+        assert!(r.lookup(k.pid + 1, &k.secret_key[..4]).is_none());
+        r.remove(k.pid);
+        assert!(r.lookup(k.pid, &k.secret_key[..4]).is_none());
+    }
+}

@@ -1,0 +1,280 @@
+//! PostgreSQL session: a thin async loop around the pure [`dbwarden_wire_pg::proxy::Proxy`]
+//! state machine. Two tasks — client→server and server→client — so a client pipelining large
+//! batches while the server streams large results can never deadlock the proxy; they share the
+//! state machine behind a mutex that is never held across an `.await`.
+//!
+//! Memory per session is bounded: each direction keeps one read buffer (messages are split off
+//! as they complete, capped at the codec's maximum message length) and one output batch that
+//! is written out after every read.
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+};
+
+use bytes::BytesMut;
+use dbwarden_wire_pg::{
+    proxy::{ClientAction, Proxy, ProxyConfig, ServerEvent, ServerOutput},
+    ErrorResponse, ProtocolError,
+};
+use rand::Rng;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{
+        tcp::{OwnedReadHalf, OwnedWriteHalf},
+        TcpStream,
+    },
+    sync::Mutex as AsyncMutex,
+};
+use tracing::{debug, info, warn};
+
+use super::{cancel, Totals};
+use crate::{pipeline::SessionInfo, server::Shared};
+
+const READ_CHUNK: usize = 64 * 1024;
+/// Write the output batch once it exceeds this even mid-read (keeps memory bounded when one
+/// read holds many small messages that expand, e.g. after masking).
+const HIGH_WATER: usize = 256 * 1024;
+
+/// Bytes client→server and server→client.
+type Counters = Arc<(AtomicU64, AtomicU64)>;
+type SharedProxy = Arc<std::sync::Mutex<Proxy>>;
+type ClientWriter = Arc<AsyncMutex<OwnedWriteHalf>>;
+
+fn lock(p: &SharedProxy) -> std::sync::MutexGuard<'_, Proxy> {
+    p.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn nonce() -> String {
+    let mut rng = rand::thread_rng();
+    (0..16)
+        .map(|_| char::from(b"0123456789abcdefghijklmnopqrstuvwxyz"[rng.gen_range(0..36)]))
+        .collect()
+}
+
+/// Runs a PostgreSQL session until either side closes.
+pub async fn run(
+    client: TcpStream,
+    server: TcpStream,
+    upstream: SocketAddr,
+    info: SessionInfo,
+    shared: Arc<Shared>,
+) -> Result<Totals, (Totals, String)> {
+    let key = shared.cancel.mint(upstream);
+    let key_pid = key.pid;
+    let proxy = match Proxy::new(ProxyConfig::new(nonce(), key)) {
+        Ok(p) => Arc::new(std::sync::Mutex::new(p)),
+        Err(e) => return Err((Totals::default(), format!("proxy setup: {e}"))),
+    };
+    let (cr, cw) = client.into_split();
+    let (sr, sw) = server.into_split();
+    let cw: ClientWriter = Arc::new(AsyncMutex::new(cw));
+    let info = Arc::new(tokio::sync::RwLock::new(info));
+
+    let counters: Counters = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
+    let c2s = client_to_server(cr, sw, cw.clone(), proxy.clone(), info.clone(), shared.clone(), counters.clone());
+    let s2c = server_to_client(sr, cw.clone(), proxy.clone(), info.clone(), shared.clone(), counters.clone());
+    tokio::pin!(c2s);
+    tokio::pin!(s2c);
+    // When one direction ends the session is over: the other is dropped (closing its socket).
+    let (first, reason) = tokio::select! {
+        r = &mut c2s => (r, "client side"),
+        r = &mut s2c => (r, "server side"),
+        _ = shared.shutdown.cancelled() => {
+            let mut buf = BytesMut::new();
+            let _ = ErrorResponse::admin_shutdown("dbwarden is shutting down").encode(&mut buf);
+            let mut w = cw.lock().await;
+            let _ = w.write_all(&buf).await;
+            let _ = w.shutdown().await;
+            (Err("daemon shutting down".to_string()), "shutdown")
+        }
+    };
+    shared.cancel.remove(key_pid);
+    let totals = Totals {
+        client_to_server: counters.0.load(Ordering::Relaxed),
+        server_to_client: counters.1.load(Ordering::Relaxed),
+    };
+    match first {
+        Ok(()) => Ok(totals),
+        Err(e) => Err((totals, format!("{reason}: {e}"))),
+    }
+}
+
+/// Sends a protocol-violation error to the client (best effort) before the session closes.
+async fn refuse_client(cw: &ClientWriter, msg: String) {
+    let mut buf = BytesMut::new();
+    if ErrorResponse::protocol_violation(msg).encode(&mut buf).is_ok() {
+        let mut w = cw.lock().await;
+        let _ = w.write_all(&buf).await;
+        let _ = w.shutdown().await;
+    }
+}
+
+async fn client_to_server(
+    mut cr: OwnedReadHalf,
+    mut sw: OwnedWriteHalf,
+    cw: ClientWriter,
+    proxy: SharedProxy,
+    info: Arc<tokio::sync::RwLock<SessionInfo>>,
+    shared: Arc<Shared>,
+    counters: Counters,
+) -> Result<(), String> {
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut out = BytesMut::new();
+    loop {
+        buf.reserve(READ_CHUNK);
+        let n = cr.read_buf(&mut buf).await.map_err(|e| format!("client read: {e}"))?;
+        if n == 0 {
+            let _ = sw.shutdown().await;
+            return Ok(());
+        }
+        loop {
+            let frame = lock(&proxy).frame_client(&mut buf);
+            let raw = match frame {
+                Ok(Some(raw)) => raw,
+                Ok(None) => break,
+                Err(e) => {
+                    refuse_client(&cw, format!("dbwarden: malformed message from client: {e}")).await;
+                    return Err(format!("malformed client message: {e}"));
+                }
+            };
+            let step = lock(&proxy).client_message(raw);
+            let step = match step {
+                Ok(s) => s,
+                Err(e) => {
+                    refuse_client(&cw, format!("dbwarden: {e}")).await;
+                    return Err(format!("client protocol error: {e}"));
+                }
+            };
+            if let Some(dbwarden_wire_pg::proxy::ClientEvent::Startup { params, .. }) = &step.event {
+                let mut i = info.write().await;
+                for (k, v) in params {
+                    match k.as_str() {
+                        "database" => i.database = Some(crate::identity::sanitize(v)),
+                        "user" => i.db_user = Some(crate::identity::sanitize(v)),
+                        _ => {}
+                    }
+                }
+                if i.database.is_none() {
+                    i.database = i.db_user.clone();
+                }
+                debug!(database = ?i.database, db_user = ?i.db_user, "startup");
+            }
+            match step.action {
+                ClientAction::Forward(b) => out.extend_from_slice(&b),
+                ClientAction::Reply(b) => {
+                    let mut w = cw.lock().await;
+                    w.write_all(&b).await.map_err(|e| format!("client write: {e}"))?;
+                }
+                ClientAction::Decide(pending) => {
+                    let verdict = {
+                        let i = info.read().await;
+                        shared.pipeline.decide_pg(&pending, &i)
+                    };
+                    let bytes = lock(&proxy)
+                        .decide(pending, verdict)
+                        .map_err(|e| format!("decide: {e}"))?;
+                    out.extend_from_slice(&bytes);
+                }
+                ClientAction::Cancel { pid, secret_key } => {
+                    match shared.cancel.lookup(pid, &secret_key) {
+                        Some((upstream, key)) => {
+                            info!(%upstream, "forwarding cancel request");
+                            if let Err(e) = cancel::forward_cancel(upstream, &key).await {
+                                warn!(error = %e, "cancel forwarding failed");
+                            }
+                        }
+                        None => warn!("cancel request with an unknown key ignored"),
+                    }
+                    return Ok(());
+                }
+            }
+            if out.len() >= HIGH_WATER {
+                counters.0.fetch_add(out.len() as u64, Ordering::Relaxed);
+                sw.write_all(&out).await.map_err(|e| format!("server write: {e}"))?;
+                out.clear();
+            }
+        }
+        if !out.is_empty() {
+            counters.0.fetch_add(out.len() as u64, Ordering::Relaxed);
+            sw.write_all(&out).await.map_err(|e| format!("server write: {e}"))?;
+            out.clear();
+        }
+    }
+}
+
+fn encode_err(e: ProtocolError) -> String {
+    format!("encoding: {e}")
+}
+
+async fn server_to_client(
+    mut sr: OwnedReadHalf,
+    cw: ClientWriter,
+    proxy: SharedProxy,
+    _info: Arc<tokio::sync::RwLock<SessionInfo>>,
+    shared: Arc<Shared>,
+    counters: Counters,
+) -> Result<(), String> {
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut out = BytesMut::new();
+    loop {
+        buf.reserve(READ_CHUNK);
+        let n = sr.read_buf(&mut buf).await.map_err(|e| format!("server read: {e}"))?;
+        if n == 0 {
+            let mut w = cw.lock().await;
+            if !out.is_empty() {
+                let _ = w.write_all(&out).await;
+            }
+            let _ = w.shutdown().await;
+            return Ok(());
+        }
+        loop {
+            let frame = lock(&proxy).frame_server(&mut buf);
+            let raw = match frame {
+                Ok(Some(raw)) => raw,
+                Ok(None) => break,
+                Err(e) => {
+                    refuse_client(&cw, "dbwarden: malformed message from the server".into()).await;
+                    return Err(format!("malformed server message: {e}"));
+                }
+            };
+            let step = lock(&proxy).server_message(raw);
+            let step = match step {
+                Ok(s) => s,
+                Err(e) => {
+                    refuse_client(&cw, "dbwarden: protocol error from the server".into()).await;
+                    return Err(format!("server protocol error: {e}"));
+                }
+            };
+            for ev in step.events {
+                if let ServerEvent::BackendKey { server, client } = ev {
+                    shared.cancel.bind(&client, server);
+                }
+            }
+            match step.output {
+                ServerOutput::Forward(b) => out.extend_from_slice(&b),
+                ServerOutput::DataRow { row, .. } => out.extend_from_slice(row.raw()),
+                ServerOutput::CopyData { raw, .. } => out.extend_from_slice(&raw),
+                ServerOutput::Error(e) => e.encode(&mut out).map_err(encode_err)?,
+                ServerOutput::Notice(n) => n.encode(&mut out).map_err(encode_err)?,
+                ServerOutput::Notification(n) => dbwarden_wire_pg::BackendMessage::NotificationResponse(n)
+                    .encode(&mut out)
+                    .map_err(encode_err)?,
+                ServerOutput::FunctionResult { raw, .. } => out.extend_from_slice(&raw),
+            }
+            if out.len() >= HIGH_WATER {
+                counters.1.fetch_add(out.len() as u64, Ordering::Relaxed);
+                cw.lock().await.write_all(&out).await.map_err(|e| format!("client write: {e}"))?;
+                out.clear();
+            }
+        }
+        if !out.is_empty() {
+            counters.1.fetch_add(out.len() as u64, Ordering::Relaxed);
+            cw.lock().await.write_all(&out).await.map_err(|e| format!("client write: {e}"))?;
+            out.clear();
+        }
+    }
+}
