@@ -1,0 +1,310 @@
+//! Off-the-hot-path recording: a bounded queue feeding a writer thread.
+//!
+//! The session task hands records to [`Recorder`]; a dedicated std thread
+//! owns the [`SessionWriter`], cuts a segment whenever the flush interval has
+//! passed with records pending, and seals on [`Recorder::finish`].
+//!
+//! When the queue is full, [`OnFull`] decides:
+//! - `Block` (default, fail closed): [`Recorder::record`] blocks until there
+//!   is room. **Do not call it on an async executor thread**: call it from
+//!   `spawn_blocking`, or use [`Recorder::try_record`] (never blocks, gives
+//!   the record back when full) and wait/retry asynchronously yourself.
+//! - `Drop`: the record is discarded and counted; the writer writes a
+//!   [`crate::Gap`] record with the count before the next record. Never silent.
+//!
+//! If the writer fails (disk full, I/O error) every later call returns
+//! [`RecorderError::WriterFailed`]: the daemon must then block the session.
+
+use crate::error::RecordError;
+use crate::model::{Gap, RecordBody};
+use crate::writer::{SealSummary, SessionWriter, Sink};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use time::OffsetDateTime;
+
+/// Queue-full behaviour.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OnFull {
+    /// The caller waits (default).
+    #[default]
+    Block,
+    /// The record is dropped and counted into a gap record.
+    Drop,
+}
+
+/// Recorder settings.
+#[derive(Clone, Copy, Debug)]
+pub struct RecorderConfig {
+    /// Queue capacity in records. Default 4096.
+    pub queue: usize,
+    /// Queue-full behaviour.
+    pub on_full: OnFull,
+}
+
+impl Default for RecorderConfig {
+    fn default() -> Self {
+        Self {
+            queue: 4096,
+            on_full: OnFull::Block,
+        }
+    }
+}
+
+/// Recorder errors.
+#[derive(Debug, thiserror::Error)]
+pub enum RecorderError {
+    /// The writer thread stopped (write error or already finished).
+    #[error("session recorder failed: {0}")]
+    WriterFailed(String),
+    /// Spawning the writer thread failed.
+    #[error("spawn recorder thread")]
+    Spawn(#[source] std::io::Error),
+    /// Sealing failed.
+    #[error("seal session")]
+    Seal(#[source] RecordError),
+}
+
+/// What [`Recorder::record`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recorded {
+    /// Queued for writing.
+    Queued,
+    /// Dropped (queue full, `OnFull::Drop`); counted into a gap record.
+    Dropped,
+}
+
+/// Error of [`Recorder::try_record`].
+#[derive(Debug)]
+pub enum TryRecordError {
+    /// The queue is full; the record is handed back.
+    Full(Box<RecordBody>),
+    /// The writer failed.
+    Failed(RecorderError),
+}
+
+enum Msg {
+    Record(OffsetDateTime, RecordBody),
+    Flush,
+    Finish(OffsetDateTime, String),
+}
+
+type Failure = Arc<Mutex<Option<String>>>;
+
+/// Handle to a session's writer thread.
+pub struct Recorder {
+    tx: Option<SyncSender<Msg>>,
+    dropped: Arc<AtomicU64>,
+    failure: Failure,
+    thread: Option<JoinHandle<Result<SealSummary, RecordError>>>,
+    on_full: OnFull,
+}
+
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorder")
+            .field("on_full", &self.on_full)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Recorder {
+    /// Starts the writer thread for `writer`.
+    ///
+    /// # Errors
+    /// [`RecorderError::Spawn`] if the thread cannot be created.
+    pub fn start<W: Sink + Send + 'static>(
+        writer: SessionWriter<W>,
+        cfg: RecorderConfig,
+    ) -> Result<Self, RecorderError> {
+        let (tx, rx) = sync_channel(cfg.queue.max(1));
+        let dropped = Arc::new(AtomicU64::new(0));
+        let failure: Failure = Arc::default();
+        let (d, fl) = (Arc::clone(&dropped), Arc::clone(&failure));
+        let thread = std::thread::Builder::new()
+            .name(format!("dbw-rec-{}", &writer.session_id().to_string()[..8]))
+            .spawn(move || {
+                let r = run(writer, &rx, &d);
+                if let Err(e) = &r {
+                    *fl.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                        Some(error_chain(e));
+                }
+                r
+            })
+            .map_err(RecorderError::Spawn)?;
+        Ok(Self {
+            tx: Some(tx),
+            dropped,
+            failure,
+            thread: Some(thread),
+            on_full: cfg.on_full,
+        })
+    }
+
+    fn failed(&self) -> RecorderError {
+        let why = self
+            .failure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .unwrap_or_else(|| "writer thread stopped".into());
+        RecorderError::WriterFailed(why)
+    }
+
+    fn sender(&self) -> Result<&SyncSender<Msg>, RecorderError> {
+        self.tx.as_ref().ok_or_else(|| self.failed())
+    }
+
+    /// Records `body` stamped now. With `OnFull::Block` this may block (see
+    /// the module docs); with `OnFull::Drop` it never blocks.
+    ///
+    /// # Errors
+    /// [`RecorderError::WriterFailed`] when the writer thread has stopped.
+    pub fn record(&self, body: RecordBody) -> Result<Recorded, RecorderError> {
+        self.record_at(OffsetDateTime::now_utc(), body)
+    }
+
+    /// Like [`Self::record`] with an explicit timestamp.
+    ///
+    /// # Errors
+    /// [`RecorderError::WriterFailed`] when the writer thread has stopped.
+    pub fn record_at(
+        &self,
+        ts: OffsetDateTime,
+        body: RecordBody,
+    ) -> Result<Recorded, RecorderError> {
+        let tx = self.sender()?;
+        match self.on_full {
+            OnFull::Block => tx
+                .send(Msg::Record(ts, body))
+                .map(|()| Recorded::Queued)
+                .map_err(|_| self.failed()),
+            OnFull::Drop => match tx.try_send(Msg::Record(ts, body)) {
+                Ok(()) => Ok(Recorded::Queued),
+                Err(TrySendError::Full(_)) => {
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                    Ok(Recorded::Dropped)
+                }
+                Err(TrySendError::Disconnected(_)) => Err(self.failed()),
+            },
+        }
+    }
+
+    /// Never blocks, whatever [`OnFull`] says: returns the record back when
+    /// the queue is full so an async caller can wait and retry, or give up
+    /// and call [`Self::note_dropped`].
+    ///
+    /// # Errors
+    /// [`TryRecordError::Full`] or [`TryRecordError::Failed`].
+    pub fn try_record(&self, body: RecordBody) -> Result<(), TryRecordError> {
+        let tx = self.sender().map_err(TryRecordError::Failed)?;
+        match tx.try_send(Msg::Record(OffsetDateTime::now_utc(), body)) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(Msg::Record(_, b))) => Err(TryRecordError::Full(Box::new(b))),
+            Err(_) => Err(TryRecordError::Failed(self.failed())),
+        }
+    }
+
+    /// Counts records the caller gave up on; they appear as a gap record.
+    pub fn note_dropped(&self, n: u64) {
+        self.dropped.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Records dropped and not yet written as a gap.
+    pub fn pending_dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Asks the writer to cut a segment now (blocks while the queue is full).
+    ///
+    /// # Errors
+    /// [`RecorderError::WriterFailed`].
+    pub fn flush(&self) -> Result<(), RecorderError> {
+        self.sender()?.send(Msg::Flush).map_err(|_| self.failed())
+    }
+
+    /// Ends the session: drains the queue, writes a gap for pending drops, the
+    /// end record with `reason`, and the seal; joins the writer thread.
+    /// Blocking: call from `spawn_blocking` in async code.
+    ///
+    /// # Errors
+    /// [`RecorderError::WriterFailed`] / [`RecorderError::Seal`].
+    pub fn finish(mut self, reason: &str) -> Result<SealSummary, RecorderError> {
+        let tx = self.tx.take().ok_or_else(|| self.failed())?;
+        let sent = tx.send(Msg::Finish(OffsetDateTime::now_utc(), reason.to_owned()));
+        drop(tx);
+        let joined = self.thread.take().map(JoinHandle::join);
+        match joined {
+            Some(Ok(Ok(s))) if sent.is_ok() => Ok(s),
+            Some(Ok(Err(e))) => Err(RecorderError::Seal(e)),
+            Some(Err(_)) => Err(RecorderError::WriterFailed("writer thread panicked".into())),
+            _ => Err(self.failed()),
+        }
+    }
+}
+
+impl Drop for Recorder {
+    /// Dropping without [`Recorder::finish`] (a panicking session task, say)
+    /// closes the queue; the writer thread drains it and seals with reason
+    /// "recorder dropped without finish" in the background.
+    fn drop(&mut self) {
+        self.tx.take();
+    }
+}
+
+fn write_gap<W: Sink>(w: &mut SessionWriter<W>, dropped: &AtomicU64) -> Result<(), RecordError> {
+    let n = dropped.swap(0, Ordering::Relaxed);
+    if n > 0 {
+        w.append(
+            OffsetDateTime::now_utc(),
+            RecordBody::Gap(Gap { dropped: n }),
+        )?;
+    }
+    Ok(())
+}
+
+fn run<W: Sink>(
+    mut w: SessionWriter<W>,
+    rx: &Receiver<Msg>,
+    dropped: &AtomicU64,
+) -> Result<SealSummary, RecordError> {
+    loop {
+        let timeout = w.flush_deadline().map_or(Duration::from_secs(3600), |d| {
+            d.saturating_duration_since(Instant::now())
+        });
+        match rx.recv_timeout(timeout) {
+            Ok(Msg::Record(ts, body)) => {
+                write_gap(&mut w, dropped)?;
+                w.append(ts, body)?;
+            }
+            Ok(Msg::Flush) => {
+                write_gap(&mut w, dropped)?;
+                w.flush_segment()?;
+            }
+            Ok(Msg::Finish(ts, reason)) => {
+                write_gap(&mut w, dropped)?;
+                return w.seal(ts, &reason);
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => {
+                write_gap(&mut w, dropped)?;
+                return w.seal(OffsetDateTime::now_utc(), "recorder dropped without finish");
+            }
+        }
+        w.flush_if_due(Instant::now())?;
+    }
+}
+
+/// `error: cause: cause` in one line (the failure text the daemon logs).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        src = c.source();
+    }
+    s
+}

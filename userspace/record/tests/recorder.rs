@@ -1,0 +1,245 @@
+//! Recorder thread: blocking and dropping behaviour, gaps, flush timing.
+
+mod common;
+use common::*;
+use dbwarden_record::*;
+use std::io::{self, Write};
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+/// A sink whose writes can be held at a gate, to fill the recorder's queue
+/// deterministically.
+#[derive(Clone)]
+struct GatedSink {
+    data: Arc<Mutex<Vec<u8>>>,
+    gate: Arc<(Mutex<bool>, Condvar)>,
+    entered: mpsc::SyncSender<()>,
+}
+
+impl Write for GatedSink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let _ = self.entered.try_send(());
+        let (m, c) = &*self.gate;
+        let mut open = m.lock().unwrap();
+        while !*open {
+            open = c.wait(open).unwrap();
+        }
+        self.data.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+impl Sink for GatedSink {}
+
+fn gated() -> (GatedSink, mpsc::Receiver<()>) {
+    let (tx, rx) = mpsc::sync_channel(1000);
+    (
+        GatedSink {
+            data: Arc::default(),
+            gate: Arc::new((Mutex::new(true), Condvar::new())),
+            entered: tx,
+        },
+        rx,
+    )
+}
+
+fn set_gate(s: &GatedSink, open: bool) {
+    *s.gate.0.lock().unwrap() = open;
+    s.gate.1.notify_all();
+}
+
+fn note(i: u64) -> RecordBody {
+    RecordBody::Notice(Notice {
+        stmt: Some(i),
+        severity: "NOTICE".into(),
+        message: format!("n{i}"),
+    })
+}
+
+#[test]
+fn drop_mode_records_a_counted_gap() {
+    let (sink, entered) = gated();
+    let w = SessionWriter::new(sink.clone(), header(1), key(1), cfg()).unwrap();
+    while entered.try_recv().is_ok() {}
+    let rec = Recorder::start(
+        w,
+        RecorderConfig {
+            queue: 2,
+            on_full: OnFull::Drop,
+        },
+    )
+    .unwrap();
+    set_gate(&sink, false);
+    rec.record(note(0)).unwrap();
+    rec.flush().unwrap();
+    entered.recv_timeout(Duration::from_secs(10)).unwrap(); // writer now stuck in write
+    let mut dropped = 0;
+    for i in 1..=20 {
+        if rec.record(note(i)).unwrap() == Recorded::Dropped {
+            dropped += 1;
+        }
+    }
+    assert_eq!(dropped, 18, "queue of 2 holds 2 records");
+    assert_eq!(rec.pending_dropped(), 18);
+    // try_record never blocks and hands the record back.
+    match rec.try_record(note(99)) {
+        Err(TryRecordError::Full(b)) => assert_eq!(*b, note(99)),
+        other => panic!("{other:?}"),
+    }
+    rec.note_dropped(1);
+    set_gate(&sink, true);
+    let sum = rec.finish("done").unwrap();
+    assert_eq!(sum.totals.dropped, 19);
+    let data = sink.data.lock().unwrap().clone();
+    let s = read_session_bytes(std::path::Path::new("x"), &data).unwrap();
+    let gaps: Vec<u64> = s
+        .records
+        .iter()
+        .filter_map(|r| {
+            if let RecordBody::Gap(g) = &r.body {
+                Some(g.dropped)
+            } else {
+                None
+            }
+        })
+        .collect();
+    assert_eq!(gaps.iter().sum::<u64>(), 19, "{gaps:?}");
+    let mut out = Vec::new();
+    show(&mut out, &s).unwrap();
+    assert!(String::from_utf8(out)
+        .unwrap()
+        .contains("records dropped here"));
+    assert!(check(&data, &[key(1).public_key().clone()]).is_ok());
+}
+
+#[test]
+fn block_mode_loses_nothing() {
+    let (sink, _entered) = gated();
+    let w = SessionWriter::new(sink.clone(), header(2), key(1), cfg()).unwrap();
+    let rec = Recorder::start(
+        w,
+        RecorderConfig {
+            queue: 4,
+            on_full: OnFull::Block,
+        },
+    )
+    .unwrap();
+    for i in 0..500 {
+        assert_eq!(rec.record(note(i)).unwrap(), Recorded::Queued);
+    }
+    let sum = rec.finish("done").unwrap();
+    assert_eq!(sum.records, 1 + 500 + 2);
+    let data = sink.data.lock().unwrap().clone();
+    let r = check(&data, &[key(1).public_key().clone()]);
+    assert!(r.is_ok(), "{r}");
+    assert_eq!(r.records, 503);
+}
+
+#[test]
+fn writer_thread_flushes_within_the_interval() {
+    let (sink, _entered) = gated();
+    let w = SessionWriter::new(
+        sink.clone(),
+        header(3),
+        key(1),
+        WriterConfig {
+            flush_interval: Duration::from_millis(100),
+            fsync: false,
+            ..WriterConfig::default()
+        },
+    )
+    .unwrap();
+    let before = sink.data.lock().unwrap().len();
+    let rec = Recorder::start(w, RecorderConfig::default()).unwrap();
+    rec.record(note(1)).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while sink.data.lock().unwrap().len() == before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no segment written within 5 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let data = sink.data.lock().unwrap().clone();
+    let r = check(&data, &[key(1).public_key().clone()]);
+    assert_eq!(
+        r.outcome,
+        Outcome::Unsealed {
+            last_record: Some(1),
+            partial_tail: None
+        }
+    );
+    drop(rec);
+}
+
+struct FailingSink {
+    writes: usize,
+}
+impl Write for FailingSink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.writes += 1;
+        if self.writes > 1 {
+            return Err(io::Error::other("disk full"));
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+impl Sink for FailingSink {}
+
+#[test]
+fn write_failure_fails_closed() {
+    let w = SessionWriter::new(FailingSink { writes: 0 }, header(4), key(1), cfg()).unwrap();
+    let rec = Recorder::start(
+        w,
+        RecorderConfig {
+            queue: 1,
+            on_full: OnFull::Block,
+        },
+    )
+    .unwrap();
+    rec.record(note(1)).unwrap();
+    rec.flush().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match rec.record(note(2)) {
+            Err(RecorderError::WriterFailed(why)) => {
+                assert!(why.contains("disk full"), "{why}");
+                break;
+            }
+            Ok(_) => assert!(
+                std::time::Instant::now() < deadline,
+                "failure never surfaced"
+            ),
+            Err(e) => panic!("{e}"),
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(rec.finish("x").is_err());
+}
+
+#[test]
+fn dropped_recorder_still_seals() {
+    let (sink, _entered) = gated();
+    let w = SessionWriter::new(sink.clone(), header(5), key(1), cfg()).unwrap();
+    let rec = Recorder::start(w, RecorderConfig::default()).unwrap();
+    rec.record(note(1)).unwrap();
+    drop(rec);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let data = sink.data.lock().unwrap().clone();
+        let r = check(&data, &[key(1).public_key().clone()]);
+        if r.is_ok() {
+            let s = read_session_bytes(std::path::Path::new("x"), &data).unwrap();
+            assert_eq!(s.end().unwrap().reason, "recorder dropped without finish");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{r}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

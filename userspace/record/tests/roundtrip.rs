@@ -1,0 +1,294 @@
+//! Write → read → verify → render, on a session spanning many segments.
+
+mod common;
+use common::*;
+use dbwarden_record::*;
+use std::sync::Arc;
+
+#[test]
+fn many_records_many_segments_round_trip() {
+    let k = key(1);
+    let data = build(&k, 1, 200, 7, true);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.dbws");
+    std::fs::write(&path, &data).unwrap();
+
+    let mut calls = 0;
+    let r = verify_with_progress(&path, &[k.public_key().clone()], &mut |p| {
+        calls += 1;
+        assert!(p.done <= p.total);
+    });
+    assert_eq!(r.outcome, Outcome::Ok, "{r}");
+    assert!(r.sealed);
+    assert!(r.segments > 25, "{} segments", r.segments);
+    assert!(calls as u64 >= r.segments);
+    assert_eq!(r.key_ids, vec![k.key_id()]);
+
+    let s = read_session(&path).unwrap();
+    assert!(s.sealed && s.notes.is_empty(), "{:?}", s.notes);
+    assert_eq!(s.records.len() as u64, r.records);
+    for (i, rec) in s.records.iter().enumerate() {
+        assert_eq!(rec.n, i as u64);
+    }
+    assert_eq!(s.header, header(1));
+    let end = s.end().unwrap();
+    assert_eq!(end.totals.statements, 200);
+    assert_eq!(end.totals.denied, 40);
+    assert_eq!(end.reason, "client closed");
+
+    let mut out = Vec::new();
+    show(&mut out, &s).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert!(
+        text.contains("SELECT id, pan, holder FROM cards WHERE id = $1 /* 17 */"),
+        "{text}"
+    );
+    assert!(text.contains("  -> ALLOW (rule read-cards) [pci]"));
+    assert!(text.contains("  -> DENY (rule no-bulk) [pci]: denied by rule no-bulk"));
+    assert!(
+        text.contains(" id |       pan        | holder\n----+------------------+--------\n"),
+        "{text}"
+    );
+    assert!(text.contains(" 17 | 411111******1111 | J. Doe"));
+    assert!(text.contains("(1 row)"));
+    assert!(text.contains("-- sealed:"));
+    assert!(text.contains("ci_job=job-1"));
+
+    let mut out = Vec::new();
+    let mut last = None;
+    export_jsonl(&mut out, &s, &mut |p| last = Some(p)).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), s.records.len());
+    let first: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(first["type"], "header");
+    assert_eq!(first["identity"]["user"], "ci");
+    let back: Record = serde_json::from_str(lines[5]).unwrap();
+    assert_eq!(back, s.records[5]);
+    assert_eq!(last.unwrap().done, s.records.len() as u64);
+}
+
+#[test]
+fn verifies_on_another_machine_with_exported_key_only() {
+    let k = key(2);
+    let data = build(&k, 2, 10, 3, true);
+    let exported = k.public_key_pem();
+    let trusted = PublicKey::parse(&exported).unwrap();
+    assert!(check(&data, &[trusted]).is_ok());
+    // Nothing trusted ⇒ unknown key, never "OK because the file says so".
+    let r = check(&data, &[]);
+    assert_eq!(
+        r.outcome,
+        Outcome::UnknownKey {
+            segment: 0,
+            key_id: k.key_id()
+        }
+    );
+}
+
+#[test]
+fn stock_zstd_decoder_reads_the_payload() {
+    let k = key(3);
+    let data = build(&k, 3, 5, 2, true);
+    // Skippable frames are skipped by any conforming decoder.
+    let text = zstd::stream::decode_all(&data[..]).unwrap();
+    let text = String::from_utf8(text).unwrap();
+    assert!(text.lines().count() > 10);
+    assert!(text.contains("\"type\":\"seal\""));
+}
+
+#[test]
+fn replay_paces_by_recorded_time() {
+    let k = key(4);
+    let data = build(&k, 4, 3, 1, true);
+    let s = read_session_bytes(std::path::Path::new("x"), &data).unwrap();
+    let steps: Vec<_> = replay(&s, 2.0, std::time::Duration::from_secs(5)).collect();
+    assert_eq!(steps[0].0, std::time::Duration::ZERO);
+    // Records are 10 ms apart; at 2x speed that is 5 ms.
+    assert!(
+        steps
+            .iter()
+            .any(|(d, _)| *d == std::time::Duration::from_millis(5)),
+        "{steps:?}"
+    );
+    let joined: String = steps.iter().map(|(_, t)| t.as_str()).collect();
+    let mut shown = Vec::new();
+    show(&mut shown, &s).unwrap();
+    assert_eq!(joined.as_bytes(), &shown[..]);
+}
+
+#[test]
+fn row_cap_truncates_and_says_so() {
+    let k = key(5);
+    let cfg = WriterConfig {
+        row_cap: RowCap {
+            max_rows: 3,
+            max_bytes: 1 << 20,
+        },
+        fsync: false,
+        ..WriterConfig::default()
+    };
+    let mut w = SessionWriter::new(Vec::new(), header(5), Arc::clone(&k), cfg).unwrap();
+    let batch = |n: usize| {
+        RecordBody::Rows(Rows {
+            stmt: 1,
+            columns: vec!["n".into()],
+            rows: (0..n).map(|i| vec![Some(i.to_string())]).collect(),
+            truncated: None,
+        })
+    };
+    w.append(
+        T0,
+        RecordBody::Statement(Statement {
+            stmt: 1,
+            text: "SELECT n".into(),
+            params: vec![],
+        }),
+    )
+    .unwrap();
+    w.append(T0, batch(2)).unwrap();
+    w.append(T0, batch(2)).unwrap();
+    w.append(T0, batch(5)).unwrap();
+    let sum = w.seal(T0, "done").unwrap();
+    assert_eq!(sum.totals.rows_recorded, 3);
+    assert_eq!(sum.totals.rows_cut, 6);
+    let s = read_session_bytes(std::path::Path::new("x"), &w.into_inner()).unwrap();
+    let rows: Vec<&Rows> = s
+        .records
+        .iter()
+        .filter_map(|r| {
+            if let RecordBody::Rows(r) = &r.body {
+                Some(r)
+            } else {
+                None
+            }
+        })
+        .collect();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[1].rows.len(), 1);
+    assert_eq!(
+        rows[1].truncated,
+        Some(Truncation {
+            after_rows: 3,
+            after_bytes: 3,
+            cap_rows: 3,
+            cap_bytes: 1 << 20
+        })
+    );
+    let mut out = Vec::new();
+    show(&mut out, &s).unwrap();
+    assert!(String::from_utf8(out)
+        .unwrap()
+        .contains("recording truncated after 3 rows / 3 bytes"));
+}
+
+#[test]
+fn writer_refuses_writer_only_records_and_writes_after_seal() {
+    let k = key(6);
+    let mut w = SessionWriter::new(Vec::new(), header(6), k, cfg()).unwrap();
+    assert!(matches!(
+        w.append(T0, RecordBody::Header(Box::new(header(6)))),
+        Err(RecordError::InvalidRecord(_))
+    ));
+    w.seal(T0, "x").unwrap();
+    let e = w
+        .append(T0, RecordBody::Gap(Gap { dropped: 1 }))
+        .unwrap_err();
+    assert!(matches!(e, RecordError::Closed(_)), "{e}");
+}
+
+#[test]
+fn hostile_text_is_neutralised_in_show() {
+    let k = key(7);
+    let mut w = SessionWriter::new(Vec::new(), header(7), k, cfg()).unwrap();
+    w.append(
+        T0,
+        RecordBody::Statement(Statement {
+            stmt: 1,
+            text: "SELECT '\x1b]0;pwned\x07'".into(),
+            params: vec![],
+        }),
+    )
+    .unwrap();
+    w.seal(T0, "x").unwrap();
+    let s = read_session_bytes(std::path::Path::new("x"), &w.into_inner()).unwrap();
+    let mut out = Vec::new();
+    show(&mut out, &s).unwrap();
+    assert!(!out.contains(&0x1b) && !out.contains(&0x07));
+}
+
+#[test]
+fn list_with_filters() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = key(8);
+    let store = SessionStore::open(dir.path().join("sessions"), Arc::clone(&k)).unwrap();
+    for id in 1..=3u8 {
+        let mut h = header(id);
+        if id == 3 {
+            h.identity.user = Some("alice".into());
+            h.original_dst = "10.0.0.9:3306".into();
+            h.protocol = "mysql".into();
+        }
+        let mut w = store.create(h, cfg()).unwrap();
+        for b in statement_records(4) {
+            w.append(T0, b).unwrap();
+        }
+        w.seal(T0, "bye").unwrap();
+    }
+    let mut out = Vec::new();
+    list_dir(store.dir(), &ListFilter::default(), &mut out).unwrap();
+    let all = String::from_utf8(out).unwrap();
+    assert!(all.contains("(3 sessions)"), "{all}");
+    assert!(all.contains("ci python3 job=job-1"), "{all}");
+    let f = ListFilter {
+        identity: vec![ListFilter::parse_identity("user=alice").unwrap()],
+        ..ListFilter::default()
+    };
+    let mut out = Vec::new();
+    list_dir(store.dir(), &f, &mut out).unwrap();
+    let one = String::from_utf8(out).unwrap();
+    assert!(
+        one.contains("(1 session)") && one.contains("mysql://app@10.0.0.9:3306/shop"),
+        "{one}"
+    );
+    let f = ListFilter {
+        identity: vec![("ci_job".into(), "job-2".into())],
+        target: Some("5432".into()),
+        since: Some(T0 + std::time::Duration::from_secs(2)),
+    };
+    let mut out = Vec::new();
+    list_dir(store.dir(), &f, &mut out).unwrap();
+    let one = String::from_utf8(out).unwrap();
+    assert!(
+        one.contains("(1 session)") && one.contains("job=job-2"),
+        "{one}"
+    );
+    assert!(ListFilter::parse_identity("novalue").is_err());
+}
+
+#[test]
+fn pan_scan_helper_finds_unmasked_pans_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = key(9);
+    let clean = build(&k, 9, 50, 10, true);
+    let p = dir.path().join("clean.dbws");
+    std::fs::write(&p, clean).unwrap();
+    assert_eq!(scan_session_file(&p).unwrap(), vec![]);
+
+    let mut w = SessionWriter::new(Vec::new(), header(10), k, cfg()).unwrap();
+    w.append(
+        T0,
+        RecordBody::Notice(Notice {
+            stmt: None,
+            severity: "NOTICE".into(),
+            message: "key 4111111111111111 exists".into(),
+        }),
+    )
+    .unwrap();
+    w.seal(T0, "x").unwrap();
+    let p = dir.path().join("dirty.dbws");
+    std::fs::write(&p, w.into_inner()).unwrap();
+    let hits = scan_session_file(&p).unwrap();
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0].last4, "1111");
+}

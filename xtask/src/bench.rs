@@ -1,0 +1,138 @@
+//! `cargo xtask bench`: pgbench select-only, direct vs through dbwarden (same run, same
+//! database), simple and prepared protocols, printed as a table with the ratio; then the
+//! criterion benches of the pure crates.
+//!
+//! The daemon runs from the release build with its own cgroup, pin directory and port, and is
+//! detached afterwards. Everything targets 127.0.0.1.
+
+use std::{
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context, Result};
+
+use crate::util::{self, output, status};
+
+struct BenchDaemon {
+    child: Child,
+    bin: std::path::PathBuf,
+    cgroup: String,
+    bpffs: String,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for BenchDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = Command::new(&self.bin).args(["detach", "--bpffs-dir", &self.bpffs]).stdout(Stdio::null()).status();
+        let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+        if let Some(m) = mounts
+            .lines()
+            .find(|l| l.split_whitespace().nth(2) == Some("cgroup2"))
+            .and_then(|l| l.split_whitespace().nth(1))
+        {
+            let _ = std::fs::remove_dir(std::path::Path::new(m).join(&self.cgroup));
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn start_daemon(extra: &[&str]) -> Result<BenchDaemon> {
+    let bin = util::target_dir()?.join("release/dbwarden");
+    let name = format!("dbwarden-bench-{}", std::process::id());
+    let dir = std::env::temp_dir().join(&name);
+    std::fs::create_dir_all(&dir)?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let bpffs = format!("/sys/fs/bpf/{name}");
+    let log = std::fs::File::create(dir.join("daemon.log"))?;
+    let child = Command::new(&bin)
+        .args(["run", "--cgroup", &name, "--listen", &format!("127.0.0.1:{port}"), "--bpffs-dir", &bpffs])
+        .arg("--sessions-dir")
+        .arg(dir.join("sessions"))
+        .arg("--runtime-dir")
+        .arg(dir.join("run"))
+        .args(extra)
+        .env("DBWARDEN_LOG", "warn")
+        .stderr(log)
+        .stdout(Stdio::null())
+        .spawn()
+        .context("starting the daemon")?;
+    let d = BenchDaemon { child, bin, cgroup: name, bpffs, dir };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            bail!("daemon did not start; see {}", d.dir.join("daemon.log").display());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The listener is up; give the attach a moment to complete.
+    std::thread::sleep(Duration::from_millis(500));
+    Ok(d)
+}
+
+fn pgbench(through: Option<&BenchDaemon>, db: &str, mode: &str, secs: u64) -> Result<f64> {
+    let mut cmd = match through {
+        Some(d) => {
+            let mut c = Command::new(&d.bin);
+            c.args(["exec", "--cgroup", &d.cgroup, "--", "pgbench"]);
+            c
+        }
+        None => Command::new("pgbench"),
+    };
+    cmd.args(["-h", "127.0.0.1", "-p", "5432", "-U", "postgres", "-S", "-c", "8", "-j", "2", "-M", mode])
+        .args(["-T", &secs.to_string(), db]);
+    let out = output(cmd)?;
+    let tps = out
+        .lines()
+        .find_map(|l| l.strip_prefix("tps = "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .with_context(|| format!("no tps in pgbench output:\n{out}"))?;
+    Ok(tps)
+}
+
+/// Runs the benchmarks and prints the results.
+pub fn bench(quick: bool, criterion: bool) -> Result<()> {
+    if !util::is_root() {
+        bail!("the pgbench comparison attaches eBPF programs: run `sudo cargo xtask bench`");
+    }
+    crate::setup::ensure_ebpf_toolchain()?;
+    util::cargo(&["build", "--release", "-p", "dbwarden"])?;
+    let db = format!("dbwarden_bench_{}", std::process::id());
+    let psql = |sql: &str| {
+        let mut c = Command::new("psql");
+        c.args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-X", "-q", "-c", sql]);
+        status(c)
+    };
+    psql(&format!("CREATE DATABASE {db}"))?;
+    let result = (|| {
+        let scale = if quick { "2" } else { "10" };
+        status({
+            let mut c = Command::new("pgbench");
+            c.args(["-h", "127.0.0.1", "-U", "postgres", "-i", "-q", "-s", scale, &db]);
+            c
+        })?;
+        let secs = if quick { 5 } else { 15 };
+        let d = start_daemon(&[])?;
+        println!("\npgbench -S -c 8 -j 2 -T {secs}, scale {scale}, 2 cores; direct vs through dbwarden (same run)");
+        println!("{:<10} {:>12} {:>14} {:>7}", "mode", "direct TPS", "dbwarden TPS", "ratio");
+        for mode in ["simple", "prepared"] {
+            let direct = pgbench(None, &db, mode, secs)?;
+            let proxied = pgbench(Some(&d), &db, mode, secs)?;
+            println!("{mode:<10} {direct:>12.0} {proxied:>14.0} {:>6.2}x", proxied / direct);
+        }
+        Ok::<(), anyhow::Error>(())
+    })();
+    let _ = psql(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"));
+    result?;
+    if criterion {
+        let mut args = vec!["bench", "--workspace", "--exclude", "xtask", "--exclude", "dbwarden-tests", "--exclude", "dbwarden-ebpf"];
+        if quick {
+            args.extend(["--", "--warm-up-time", "1", "--measurement-time", "2"]);
+        }
+        util::cargo(&args)?;
+    }
+    Ok(())
+}
