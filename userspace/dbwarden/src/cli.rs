@@ -25,6 +25,75 @@ pub enum Command {
     /// Remove the pinned eBPF programs and maps on purpose (agents then reach databases
     /// directly again).
     Detach(DetachArgs),
+    /// Read session recordings: list, show, replay, verify, export.
+    Sessions(SessionsArgs),
+}
+
+/// `dbwarden sessions`.
+#[derive(Debug, Args)]
+pub struct SessionsArgs {
+    /// Sessions directory. Default: /var/lib/dbwarden/sessions.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: SessionsCommand,
+}
+
+/// `dbwarden sessions` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum SessionsCommand {
+    /// A table of recorded sessions.
+    List {
+        /// Only sessions started at or after this RFC 3339 time.
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Identity filter `key=value` (pid, uid, user, cgroup, exe, or a label such as
+        /// CI_JOB_ID); repeatable, all must match.
+        #[arg(long, value_name = "KEY=VALUE")]
+        identity: Vec<String>,
+        /// Substring of the target (`protocol://user@address/database`).
+        #[arg(long, value_name = "TEXT")]
+        target: Option<String>,
+    },
+    /// A psql-like transcript of a session.
+    Show {
+        /// Session id (or unique prefix) or file path.
+        session: String,
+    },
+    /// The transcript, paced by the recorded timing.
+    Replay {
+        /// Session id (or unique prefix) or file path.
+        session: String,
+        /// Speed factor (2 = twice as fast).
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+    },
+    /// Verify integrity: hash chain, signatures (and which key), seal, index.
+    Verify {
+        /// Session id (or unique prefix) or file path.
+        session: Option<String>,
+        /// Verify every session in the directory and the index.
+        #[arg(long, conflicts_with = "session")]
+        all: bool,
+        /// Trusted public key file (repeatable). Default: the host key next to the directory.
+        #[arg(long, value_name = "FILE")]
+        pubkey: Vec<PathBuf>,
+    },
+    /// Export a session.
+    Export {
+        /// Session id (or unique prefix) or file path.
+        session: String,
+        /// Output format.
+        #[arg(long, default_value = "jsonl")]
+        format: String,
+    },
+    /// Print the host's public key (to verify recordings elsewhere).
+    Pubkey {
+        /// Host key file. Default: host_ed25519.key next to the sessions directory.
+        #[arg(long, value_name = "FILE")]
+        key_file: Option<PathBuf>,
+    },
 }
 
 /// Log output format.

@@ -24,3 +24,4 @@ pub mod intercept;
 pub mod pipeline;
 pub mod server;
 pub mod session;
+pub mod sessions_cli;

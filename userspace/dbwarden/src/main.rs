@@ -18,6 +18,13 @@ fn main() {
             }
         },
         Command::Detach(args) => dbwarden::daemon::detach_main(args),
+        Command::Sessions(args) => match dbwarden::sessions_cli::main(args) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("dbwarden sessions: {e:#}");
+                2
+            }
+        },
     };
     std::process::exit(code);
 }

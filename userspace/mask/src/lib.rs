@@ -1,0 +1,457 @@
+//! Cardholder-data detection and masking for dbwarden.
+//!
+//! Everything a database returns to an agent, and every statement text that reaches logs or session
+//! files, passes through a [`Masker`]. The crate is pure (no I/O, no async): callers hand it bytes and
+//! get masked bytes or an error back, and an error means *fail the statement*, never "pass through".
+//!
+//! # Layout (data flow)
+//!
+//! 1. [`config`] — the `[masking]` table of the policy file: detectors, strategies, column rules,
+//!    custom regex detectors. Errors are `origin:line:col: reason`.
+//! 2. `scan` — the hot path. 64-byte chunks are classified by SSE2/AVX2 (runtime-detected, all
+//!    `unsafe` lives in `scan::x86`) or a portable table, into digit / separator / uppercase / `@`
+//!    bitmasks; long digit stretches, IBAN starts and `@` are found with integer bit tricks.
+//! 3. `detect` — validators run only on those candidates: PAN (13–19 digits, IIN, Luhn, digit-run
+//!    boundaries), SSN, IBAN (mod-97), email. Custom detectors use `regex` (never for built-ins).
+//! 4. [`Strategy`] — redact / last4 / keyed hash (HMAC-SHA-256) / null, in a text or digits-only
+//!    alphabet so masked values still decode.
+//! 5. [`Masker`] — findings and text masking ([`Masker::mask_bytes`], [`Masker::mask_str`]) and
+//!    column rules ([`Masker::column_rule`]).
+//! 6. [`pg`] — PostgreSQL type awareness: text and binary formats of integers, numeric, floats,
+//!    text types, bytea, json/jsonb and arrays, plus COPY data.
+//!
+//! # Example
+//! ```
+//! use dbwarden_mask::{MaskConfig, Masker};
+//! let cfg = MaskConfig::from_policy_toml("[masking]\ndetectors = [\"pan\"]\n", "policy.toml")?;
+//! let m = Masker::new(&cfg, [7; 32])?;
+//! assert_eq!(m.mask_str("card 4111 1111 1111 1111 ok"), "card **** **** **** 1111 ok");
+//! # Ok::<(), dbwarden_mask::ConfigError>(())
+//! ```
+
+pub mod config;
+mod detect;
+mod glob;
+pub mod pg;
+mod scan;
+mod strategy;
+
+use std::borrow::Cow;
+use std::ops::Range;
+use std::sync::Arc;
+
+pub use config::{ConfigError, Detector, MaskConfig};
+pub use strategy::Strategy;
+
+use detect::StretchHit;
+use glob::Glob;
+use scan::{Event, Isa, Want};
+use strategy::{Keyed, Mode};
+
+/// Errors of the masking data path. Messages never contain the data being masked.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MaskError {
+    /// A value of this type cannot be masked with the requested strategy without breaking its encoding.
+    #[error("cannot apply {strategy:?} to a {format} value of type oid {type_oid}")]
+    Unsupported {
+        /// PostgreSQL type OID.
+        type_oid: u32,
+        /// `"text"` or `"binary"`.
+        format: &'static str,
+        /// The strategy that could not be applied.
+        strategy: Strategy,
+    },
+    /// The value does not decode as its declared type (truncated, bad header, bad digits...).
+    #[error("malformed {what} value: {reason}")]
+    Malformed {
+        /// Type or structure being decoded.
+        what: &'static str,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// Sensitive data was found but could not be masked in place (the mask would change the length of
+    /// a value whose length is fixed).
+    #[error(
+        "sensitive data found in a type oid {type_oid} value that cannot be rewritten in place"
+    )]
+    CannotRewrite {
+        /// PostgreSQL type OID.
+        type_oid: u32,
+    },
+    /// The data cannot be inspected at all in this form (e.g. binary COPY).
+    #[error("{0}")]
+    Uninspectable(&'static str),
+}
+
+/// What a finding is.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum FindingKind {
+    /// Payment card number.
+    Pan,
+    /// US social security number.
+    Ssn,
+    /// International bank account number.
+    Iban,
+    /// Email address.
+    Email,
+    /// A custom regex detector, by its configured name.
+    Custom(Arc<str>),
+}
+
+/// One sensitive span of the input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    /// Byte range in the input.
+    pub range: Range<usize>,
+    /// Detector that produced it (the first one, when overlapping findings were merged).
+    pub kind: FindingKind,
+    /// Strategy that will mask it (the strongest one, when overlapping findings were merged).
+    pub strategy: Strategy,
+}
+
+/// A compiled custom detector.
+#[derive(Debug)]
+struct Custom {
+    name: Arc<str>,
+    re: regex::bytes::Regex,
+    strategy: Strategy,
+}
+
+/// A compiled column rule.
+#[derive(Debug)]
+struct ColumnRule {
+    column: Glob,
+    table: Option<Glob>,
+    strategy: Strategy,
+}
+
+/// Compiled masking configuration: `Send + Sync`, share it through an `Arc`.
+pub struct Masker {
+    isa: Isa,
+    want: Want,
+    pan: bool,
+    ssn: bool,
+    iban: bool,
+    email: bool,
+    /// Indexed by `Detector as usize`.
+    strategies: [Strategy; 4],
+    custom: Vec<Custom>,
+    columns: Vec<ColumnRule>,
+    key: Keyed,
+}
+
+impl std::fmt::Debug for Masker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Masker")
+            .field("isa", &self.isa)
+            .field("pan", &self.pan)
+            .field("ssn", &self.ssn)
+            .field("iban", &self.iban)
+            .field("email", &self.email)
+            .field("strategies", &self.strategies)
+            .field("custom", &self.custom.len())
+            .field("columns", &self.columns.len())
+            .finish_non_exhaustive()
+    }
+}
+
+const DETECTORS: [Detector; 4] = [
+    Detector::Pan,
+    Detector::Ssn,
+    Detector::Iban,
+    Detector::Email,
+];
+
+impl Masker {
+    /// Compile `cfg`. `hmac_key` is the host secret for the keyed-hash strategy.
+    ///
+    /// # Errors
+    /// [`ConfigError`] if the configuration is invalid (see [`MaskConfig::validate`]).
+    pub fn new(cfg: &MaskConfig, hmac_key: [u8; 32]) -> Result<Masker, ConfigError> {
+        cfg.validate()?;
+        let on = |d: Detector| cfg.detectors.contains(&d);
+        let strategies = DETECTORS.map(|d| {
+            cfg.strategies
+                .get(&d)
+                .copied()
+                .or(cfg.default_strategy)
+                .unwrap_or(d.default_strategy())
+        });
+        let mut custom = Vec::with_capacity(cfg.custom.len());
+        for c in &cfg.custom {
+            let re = config::compile_custom(c).map_err(|m| cfg.error_at(c.regex.span(), m))?;
+            custom.push(Custom {
+                name: Arc::from(c.name.get_ref().as_str()),
+                re,
+                strategy: c.strategy,
+            });
+        }
+        let mut columns: Vec<ColumnRule> = cfg
+            .columns
+            .iter()
+            .map(|r| ColumnRule {
+                column: Glob::new(r.column.get_ref()),
+                table: r.table.as_ref().map(|t| Glob::new(t.get_ref())),
+                strategy: r.strategy,
+            })
+            .collect();
+        if cfg.builtin_column_rules {
+            columns.extend(
+                config::BUILTIN_COLUMN_RULES
+                    .iter()
+                    .map(|&(g, strategy)| ColumnRule {
+                        column: Glob::new(g),
+                        table: None,
+                        strategy,
+                    }),
+            );
+        }
+        let (pan, ssn) = (on(Detector::Pan), on(Detector::Ssn));
+        let want = Want {
+            min_stretch: if ssn {
+                detect::SSN_LEN
+            } else if pan {
+                detect::PAN_MIN
+            } else {
+                0
+            },
+            min_digits: if ssn { 9 } else { detect::PAN_MIN as u32 },
+            iban: on(Detector::Iban),
+            at: on(Detector::Email),
+        };
+        Ok(Masker {
+            isa: Isa::detect(),
+            want,
+            pan,
+            ssn,
+            iban: want.iban,
+            email: want.at,
+            strategies,
+            custom,
+            columns,
+            key: Keyed::new(&hmac_key),
+        })
+    }
+
+    fn strategy(&self, d: Detector) -> Strategy {
+        self.strategies[d as usize]
+    }
+
+    /// All sensitive spans of `input`, sorted and non-overlapping (overlaps are merged, keeping the
+    /// strongest strategy).
+    pub fn find(&self, input: &[u8]) -> Vec<Finding> {
+        self.find_with(self.isa, input)
+    }
+
+    pub(crate) fn find_with(&self, isa: Isa, input: &[u8]) -> Vec<Finding> {
+        let mut out: Vec<Finding> = Vec::new();
+        let mut hits = Vec::new();
+        isa.scan(input, self.want, &mut |ev| match ev {
+            Event::Stretch(s, e) => {
+                hits.clear();
+                detect::check_stretch(input, s, e, self.pan, self.ssn, &mut hits);
+                for (range, hit) in hits.drain(..) {
+                    let (kind, d) = match hit {
+                        StretchHit::Pan => (FindingKind::Pan, Detector::Pan),
+                        StretchHit::Ssn => (FindingKind::Ssn, Detector::Ssn),
+                    };
+                    out.push(Finding {
+                        range,
+                        kind,
+                        strategy: self.strategy(d),
+                    });
+                }
+            }
+            Event::Iban(p) => {
+                if let Some(range) = detect::check_iban(input, p) {
+                    out.push(Finding {
+                        range,
+                        kind: FindingKind::Iban,
+                        strategy: self.strategy(Detector::Iban),
+                    });
+                }
+            }
+            Event::At(p) => {
+                if let Some(range) = detect::check_email(input, p) {
+                    out.push(Finding {
+                        range,
+                        kind: FindingKind::Email,
+                        strategy: self.strategy(Detector::Email),
+                    });
+                }
+            }
+        });
+        for c in &self.custom {
+            out.extend(c.re.find_iter(input).map(|m| Finding {
+                range: m.range(),
+                kind: FindingKind::Custom(c.name.clone()),
+                strategy: c.strategy,
+            }));
+        }
+        merge(out)
+    }
+
+    /// Whether any detector fires on `input`.
+    pub fn contains_sensitive(&self, input: &[u8]) -> bool {
+        !self.find(input).is_empty()
+    }
+
+    /// Mask every finding in `input` with the text alphabet (`*`). Length-preserving strategies keep
+    /// the length; `hash` writes `hmac:`+hex fitted to the match when it is at least 13 bytes long, or
+    /// 21 bytes otherwise. Returns the input unchanged (borrowed) when nothing was found.
+    pub fn mask_bytes<'a>(&self, input: &'a [u8]) -> Cow<'a, [u8]> {
+        let findings = self.find(input);
+        if findings.is_empty() {
+            Cow::Borrowed(input)
+        } else {
+            Cow::Owned(self.rewrite(input, &findings, |_| Mode::Text))
+        }
+    }
+
+    /// [`Masker::mask_bytes`] for text: findings are widened to character boundaries so the result is
+    /// valid UTF-8. For logs, statement text and session files.
+    pub fn mask_str<'a>(&self, s: &'a str) -> Cow<'a, str> {
+        let mut findings = self.find(s.as_bytes());
+        if findings.is_empty() {
+            return Cow::Borrowed(s);
+        }
+        for f in &mut findings {
+            while !s.is_char_boundary(f.range.start) {
+                f.range.start -= 1;
+            }
+            while !s.is_char_boundary(f.range.end) {
+                f.range.end += 1;
+            }
+        }
+        let findings = merge(findings);
+        let out = self.rewrite(s.as_bytes(), &findings, |_| Mode::Text);
+        match String::from_utf8(out) {
+            Ok(v) => Cow::Owned(v),
+            // Unreachable by construction (whole characters are replaced by ASCII); stay safe anyway.
+            Err(e) => Cow::Owned(String::from_utf8_lossy(e.as_bytes()).into_owned()),
+        }
+    }
+
+    /// Copy `input` with each finding replaced; `mode` picks the alphabet per finding.
+    pub(crate) fn rewrite(
+        &self,
+        input: &[u8],
+        findings: &[Finding],
+        mode: impl Fn(&Finding) -> Mode,
+    ) -> Vec<u8> {
+        let mut out = Vec::with_capacity(input.len() + 8 * findings.len());
+        let mut at = 0;
+        for f in findings {
+            out.extend_from_slice(&input[at..f.range.start]);
+            let span = &input[f.range.clone()];
+            let target = (span.len() >= 13).then_some(span.len());
+            strategy::apply(f.strategy, mode(f), span, &self.key, target, &mut out);
+            at = f.range.end;
+        }
+        out.extend_from_slice(&input[at..]);
+        out
+    }
+
+    /// The keyed-hash state, for type-aware masking.
+    pub(crate) fn key(&self) -> &Keyed {
+        &self.key
+    }
+
+    /// Strategy of the first column rule matching `column` (and `table`, if the rule has a table glob).
+    /// An unknown table (`None`) matches every table glob: a rule is never skipped for lack of context.
+    pub fn column_rule(&self, table: Option<&str>, column: &str) -> Option<Strategy> {
+        self.columns
+            .iter()
+            .find(|r| {
+                r.column.matches(column)
+                    && match (&r.table, table) {
+                        (Some(g), Some(t)) => g.matches(t),
+                        _ => true,
+                    }
+            })
+            .map(|r| r.strategy)
+    }
+}
+
+/// Sort findings and merge overlapping ones (the stronger strategy wins).
+fn merge(mut v: Vec<Finding>) -> Vec<Finding> {
+    if v.len() < 2 {
+        return v;
+    }
+    let order = |a: &Finding, b: &Finding| {
+        a.range
+            .start
+            .cmp(&b.range.start)
+            .then(b.range.end.cmp(&a.range.end))
+    };
+    // Scanner output is almost always in order already.
+    if !v.is_sorted_by(|a, b| order(a, b).is_le()) {
+        v.sort_by(order);
+    }
+    let mut out: Vec<Finding> = Vec::with_capacity(v.len());
+    for f in v {
+        if let Some(last) = out.last_mut() {
+            if f.range.start < last.range.end {
+                last.range.end = last.range.end.max(f.range.end);
+                if f.strategy.strength() > last.strategy.strength() {
+                    last.strategy = f.strategy;
+                }
+                continue;
+            }
+        }
+        out.push(f);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn masker(toml: &str) -> Masker {
+        let cfg = MaskConfig::from_policy_toml(toml, "t.toml").expect("config");
+        Masker::new(&cfg, [1; 32]).expect("masker")
+    }
+
+    #[test]
+    fn masker_is_send_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<Masker>();
+    }
+
+    #[test]
+    fn merges_overlaps_with_strongest_strategy() {
+        let m = masker(
+            "[masking]\ndetectors=[\"pan\",\"email\"]\n[masking.strategies]\npan=\"last4\"\nemail=\"redact\"\n",
+        );
+        let f = m.find(b"4111111111111111@example.com");
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].range, 0..28);
+        assert_eq!(f[0].strategy, Strategy::Redact);
+    }
+
+    #[test]
+    fn column_rules_order_and_tables() {
+        let m = masker(
+            "[masking]\n[[masking.columns]]\ncolumn=\"secret\"\ntable=\"pay*\"\nstrategy=\"null\"\n",
+        );
+        assert_eq!(
+            m.column_rule(Some("payments"), "SECRET"),
+            Some(Strategy::Null)
+        );
+        assert_eq!(m.column_rule(Some("users"), "secret"), None);
+        assert_eq!(m.column_rule(None, "secret"), Some(Strategy::Null));
+        assert_eq!(m.column_rule(None, "cvv"), Some(Strategy::Redact));
+        assert_eq!(
+            m.column_rule(Some("t"), "customer_card_number"),
+            Some(Strategy::Last4)
+        );
+        assert_eq!(m.column_rule(None, "name"), None);
+    }
+
+    #[test]
+    fn mask_str_keeps_utf8() {
+        let m = masker("[[masking.custom]]\nname=\"x\"\nregex=\"ä+\"\n");
+        assert_eq!(m.mask_str("aää b"), "a**** b");
+    }
+}
