@@ -14,6 +14,7 @@ use crate::{
     cli::{DetachArgs, LogFormat, RunArgs},
     config::{FileConfig, Overrides, Settings, DEFAULT_CONFIG_PATH},
     intercept::{self, InterceptConfig, Interceptor},
+    pipeline::{load_hmac_key, Pipeline, PolicySource},
     server::{self, Shared},
 };
 
@@ -80,6 +81,14 @@ pub fn main(args: RunArgs) -> i32 {
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     use anyhow::Context;
+    let state_dir = settings
+        .sessions_dir
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(|| "/var/lib/dbwarden".into());
+    let policy = PolicySource::load(settings.policy.as_deref())?;
+    let hmac = load_hmac_key(&state_dir.join("mask_hmac.key"))?;
+    let pipeline = Pipeline::new(&policy, hmac, state_dir.clone()).context("loading the policy")?;
     let l4 = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("binding the listener {} (set `listen` or --listen)", settings.listen))?;
@@ -130,7 +139,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         shutdown: shutdown.clone(),
         next_session: std::sync::atomic::AtomicU64::new(1),
         cancel: Default::default(),
-        pipeline: Default::default(),
+        pipeline,
     });
     info!(
         version = env!("CARGO_PKG_VERSION"),

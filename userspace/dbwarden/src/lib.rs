@@ -21,6 +21,7 @@ pub mod daemon;
 pub mod exec;
 pub mod identity;
 pub mod intercept;
+pub mod masking;
 pub mod pipeline;
 pub mod server;
 pub mod session;

@@ -220,6 +220,7 @@ async fn server_to_client(
 ) -> Result<(), String> {
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut out = BytesMut::new();
+    let mut withholding = false;
     loop {
         buf.reserve(READ_CHUNK);
         let n = sr.read_buf(&mut buf).await.map_err(|e| format!("server read: {e}"))?;
@@ -249,21 +250,38 @@ async fn server_to_client(
                     return Err(format!("server protocol error: {e}"));
                 }
             };
+            let mut ready = false;
             for ev in step.events {
-                if let ServerEvent::BackendKey { server, client } = ev {
-                    shared.cancel.bind(&client, server);
+                match ev {
+                    ServerEvent::BackendKey { server, client } => shared.cancel.bind(&client, server),
+                    ServerEvent::ReadyForQuery(_) => ready = true,
+                    _ => {}
                 }
             }
-            match step.output {
-                ServerOutput::Forward(b) => out.extend_from_slice(&b),
-                ServerOutput::DataRow { row, .. } => out.extend_from_slice(row.raw()),
-                ServerOutput::CopyData { raw, .. } => out.extend_from_slice(&raw),
-                ServerOutput::Error(e) => e.encode(&mut out).map_err(encode_err)?,
-                ServerOutput::Notice(n) => n.encode(&mut out).map_err(encode_err)?,
-                ServerOutput::Notification(n) => dbwarden_wire_pg::BackendMessage::NotificationResponse(n)
+            if withholding {
+                // A value of this result could not be masked: everything up to the next
+                // ReadyForQuery is withheld (the client already got the error).
+                if ready {
+                    withholding = false;
+                    if let ServerOutput::Forward(b) = step.output {
+                        out.extend_from_slice(&b);
+                    }
+                }
+                continue;
+            }
+            match crate::masking::mask_output(&shared.pipeline.masker, step.output) {
+                Ok(m) => out.extend_from_slice(&m.bytes),
+                Err(e) => {
+                    warn!(reason = %e, "result withheld: masking failed");
+                    ErrorResponse::insufficient_privilege(
+                        format!("dbwarden: result withheld because a value could not be masked ({e})"),
+                        None,
+                        Some("masking fails closed: change the query so the value is not returned, or ask the operator to add a column rule"),
+                    )
                     .encode(&mut out)
-                    .map_err(encode_err)?,
-                ServerOutput::FunctionResult { raw, .. } => out.extend_from_slice(&raw),
+                    .map_err(encode_err)?;
+                    withholding = !ready;
+                }
             }
             if out.len() >= HIGH_WATER {
                 counters.1.fetch_add(out.len() as u64, Ordering::Relaxed);

@@ -1,0 +1,238 @@
+//! Masking of everything a PostgreSQL server sends back, applied to the state machine's
+//! [`ServerOutput`] before a byte reaches the agent: result rows (text and binary, type-aware),
+//! COPY TO STDOUT data, error and notice fields, notification payloads, fast-path results.
+//!
+//! Pure: bytes in, bytes out. Fail closed: any value that cannot be masked correctly yields
+//! [`MaskFailure`] and the caller withholds the rest of that result.
+
+use bytes::{Bytes, BytesMut};
+use dbwarden_mask::{
+    pg::{self, CopyFormat, MaskedValue},
+    Masker,
+};
+use dbwarden_wire_pg::{
+    backend::NotificationResponse,
+    proxy::{CopyContext, ResultContext, ServerOutput},
+    BackendMessage, Format,
+};
+
+/// Why a server message could not be masked (never contains data).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct MaskFailure(pub String);
+
+/// What the masker produced for one server message.
+#[derive(Debug)]
+pub struct Masked {
+    /// Bytes to send to the client.
+    pub bytes: Bytes,
+    /// Whether anything was changed.
+    pub changed: bool,
+}
+
+fn encode(m: BackendMessage) -> Result<Bytes, MaskFailure> {
+    m.to_bytes().map_err(|e| MaskFailure(format!("re-encoding failed: {e}")))
+}
+
+/// Masks one server output. `Forward` passes through untouched.
+pub fn mask_output(masker: &Masker, out: ServerOutput) -> Result<Masked, MaskFailure> {
+    match out {
+        ServerOutput::Forward(b) => Ok(Masked { bytes: b, changed: false }),
+        ServerOutput::DataRow { row, context } => {
+            let mut repl: Vec<(usize, MaskedValue)> = Vec::new();
+            for (i, v) in row.values().enumerate() {
+                let Some(v) = v else { continue };
+                let mv = mask_cell(masker, &context, i, v)?;
+                if !matches!(mv, MaskedValue::Unchanged) {
+                    repl.push((i, mv));
+                }
+            }
+            if repl.is_empty() {
+                return Ok(Masked { bytes: row.into_raw(), changed: false });
+            }
+            let vals: Vec<(usize, Option<&[u8]>)> = repl
+                .iter()
+                .map(|(i, mv)| match mv {
+                    MaskedValue::Replaced(b) => (*i, Some(b.as_slice())),
+                    _ => (*i, None),
+                })
+                .collect();
+            let bytes = row
+                .with_values(&vals)
+                .map_err(|e| MaskFailure(format!("rebuilding a row failed: {e}")))?;
+            Ok(Masked { bytes, changed: true })
+        }
+        ServerOutput::CopyData { data, raw, context } => {
+            match mask_copy(masker, &context, &data)? {
+                None => Ok(Masked { bytes: raw, changed: false }),
+                Some(v) => {
+                    let mut buf = BytesMut::with_capacity(v.len() + 5);
+                    dbwarden_wire_pg::proxy::encode_copy_data(&v, &mut buf)
+                        .map_err(|e| MaskFailure(format!("re-encoding COPY data failed: {e}")))?;
+                    Ok(Masked { bytes: buf.freeze(), changed: true })
+                }
+            }
+        }
+        ServerOutput::Error(mut e) => {
+            let changed = e.rewrite_fields(|_, v| match masker.mask_str(v) {
+                std::borrow::Cow::Borrowed(_) => None,
+                std::borrow::Cow::Owned(s) => Some(s),
+            });
+            let bytes = e.to_bytes().map_err(|e| MaskFailure(format!("re-encoding an error failed: {e}")))?;
+            Ok(Masked { bytes, changed })
+        }
+        ServerOutput::Notice(mut n) => {
+            let changed = n.rewrite_fields(|_, v| match masker.mask_str(v) {
+                std::borrow::Cow::Borrowed(_) => None,
+                std::borrow::Cow::Owned(s) => Some(s),
+            });
+            let bytes = n.to_bytes().map_err(|e| MaskFailure(format!("re-encoding a notice failed: {e}")))?;
+            Ok(Masked { bytes, changed })
+        }
+        ServerOutput::Notification(n) => {
+            let channel = masker.mask_str(&n.channel).into_owned();
+            let payload = masker.mask_str(&n.payload).into_owned();
+            let changed = channel != n.channel || payload != n.payload;
+            let bytes = encode(BackendMessage::NotificationResponse(NotificationResponse {
+                pid: n.pid,
+                channel,
+                payload,
+            }))?;
+            Ok(Masked { bytes, changed })
+        }
+        ServerOutput::FunctionResult { value, raw, .. } => match value {
+            None => Ok(Masked { bytes: raw, changed: false }),
+            Some(v) => {
+                if masker.contains_sensitive(&v) {
+                    // Fast-path results carry no type: we cannot re-encode them faithfully.
+                    Err(MaskFailure("a fast-path function result contains sensitive data".into()))
+                } else {
+                    Ok(Masked { bytes: raw, changed: false })
+                }
+            }
+        },
+    }
+}
+
+fn mask_cell(masker: &Masker, ctx: &ResultContext, col: usize, v: &[u8]) -> Result<MaskedValue, MaskFailure> {
+    let field = ctx.field(col);
+    let rule = field.and_then(|f| masker.column_rule(None, &f.name));
+    let type_oid = field.map_or(0, |f| f.type_oid);
+    let binary = match ctx.format(col) {
+        Some(Format::Binary) => true,
+        Some(Format::Text) => false,
+        // Unknown format (a portal the proxy never saw bound): text if it looks like text,
+        // otherwise refuse rather than guess.
+        None => {
+            if std::str::from_utf8(v).is_ok() {
+                false
+            } else {
+                return Err(MaskFailure(format!(
+                    "column {} has an unknown result format and non-text content",
+                    col + 1
+                )));
+            }
+        }
+    };
+    pg::mask_value(masker, type_oid, binary, v, rule.as_ref()).map_err(|e| {
+        let name = field.map(|f| dbwarden_mask_safe_name(&f.name)).unwrap_or_else(|| format!("#{}", col + 1));
+        MaskFailure(format!("column {name}: {e}"))
+    })
+}
+
+/// Column names come from the database (and so, indirectly, from the agent): keep them short
+/// and printable in messages.
+fn dbwarden_mask_safe_name(s: &str) -> String {
+    s.chars().filter(|c| !c.is_control()).take(64).collect()
+}
+
+fn copy_format(ctx: &CopyContext) -> CopyFormat {
+    if ctx.format == Format::Binary {
+        return CopyFormat::Binary;
+    }
+    let sql = ctx.sql.as_deref().unwrap_or("").to_ascii_lowercase();
+    if sql.contains("csv") {
+        CopyFormat::CSV
+    } else {
+        CopyFormat::TEXT
+    }
+}
+
+fn mask_copy(masker: &Masker, ctx: &CopyContext, data: &[u8]) -> Result<Option<Vec<u8>>, MaskFailure> {
+    let fmt = copy_format(ctx);
+    pg::mask_copy_data(masker, data, fmt, &[]).map_err(|e| MaskFailure(format!("COPY data: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use dbwarden_mask::MaskConfig;
+    use dbwarden_wire_pg::{
+        data_row::encode_data_row,
+        proxy::{RequestId, ResultFormats},
+        DataRow, ErrorResponse, FieldDescription, RowDescription,
+    };
+
+    use super::*;
+
+    fn masker() -> Masker {
+        let cfg = MaskConfig::from_policy_toml("", "test").unwrap();
+        Masker::new(&cfg, [7u8; 32]).unwrap()
+    }
+
+    fn field(name: &str, oid: u32) -> FieldDescription {
+        FieldDescription {
+            name: name.into(),
+            table_oid: 0,
+            column_attr: 0,
+            type_oid: oid,
+            type_len: -1,
+            type_mod: -1,
+            format: Format::Text,
+        }
+    }
+
+    fn row_ctx(fields: Vec<FieldDescription>, formats: ResultFormats) -> Arc<ResultContext> {
+        Arc::new(ResultContext {
+            request: RequestId(1),
+            sql: None,
+            description: Some(Arc::new(RowDescription { fields })),
+            formats,
+        })
+    }
+
+    #[test]
+    fn text_and_binary_rows_are_masked() {
+        let m = masker();
+        let mut b = BytesMut::new();
+        let pan8 = 4111111111111111i64.to_be_bytes();
+        encode_data_row(&[Some(b"4111 1111 1111 1111"), Some(&pan8), Some(b"123"), None], &mut b).unwrap();
+        let row = DataRow::parse(b.freeze()).unwrap();
+        let ctx = row_ctx(
+            vec![field("note", 25), field("n", 20), field("cvv", 25), field("x", 25)],
+            ResultFormats::PerColumn(Arc::from(vec![Format::Text, Format::Binary, Format::Text, Format::Text])),
+        );
+        let out = mask_output(&m, ServerOutput::DataRow { row, context: ctx }).unwrap();
+        assert!(out.changed);
+        let back = DataRow::parse(out.bytes).unwrap();
+        let note = back.get(0).unwrap().unwrap();
+        assert!(!String::from_utf8_lossy(note).contains("4111 1111 1111"), "{note:?}");
+        assert!(String::from_utf8_lossy(note).ends_with("1111"));
+        let n = i64::from_be_bytes(back.get(1).unwrap().unwrap().try_into().unwrap());
+        assert_eq!(n, 1111);
+        assert_ne!(back.get(2).unwrap().unwrap(), b"123", "cvv column rule");
+        assert_eq!(back.get(3).unwrap(), None);
+    }
+
+    #[test]
+    fn error_detail_is_masked() {
+        let m = masker();
+        let e = ErrorResponse::new("ERROR", "23505", "duplicate key value violates unique constraint")
+            .with_detail("Key (pan)=(4111111111111111) already exists.");
+        let out = mask_output(&m, ServerOutput::Error(e)).unwrap();
+        assert!(out.changed);
+        let text = String::from_utf8_lossy(&out.bytes);
+        assert!(!text.contains("4111111111111111"), "{text}");
+    }
+}
