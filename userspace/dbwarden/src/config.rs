@@ -45,6 +45,24 @@ pub struct FileConfig {
     pub identity: Option<IdentitySection>,
     /// Upstream connection settings.
     pub upstream: Option<UpstreamSection>,
+    /// Session recording.
+    pub recording: Option<RecordingSection>,
+}
+
+/// `[recording]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordingSection {
+    /// Record sessions (default true). Turning it off loses the audit trail.
+    pub enabled: Option<bool>,
+    /// When the recorder falls behind: "block" the session (default) or "drop" with a counted gap.
+    pub on_full: Option<String>,
+    /// Result rows kept per statement.
+    pub max_rows: Option<u64>,
+    /// Result bytes kept per statement.
+    pub max_bytes: Option<u64>,
+    /// Host signing key (Ed25519). Default: host_ed25519.key next to the sessions directory.
+    pub key_file: Option<PathBuf>,
 }
 
 /// `[intercept]`.
@@ -178,6 +196,23 @@ pub struct Settings {
     pub env_labels: Vec<String>,
     /// Upstream connect timeout.
     pub connect_timeout: std::time::Duration,
+    /// Recording settings.
+    pub recording: Recording,
+}
+
+/// Validated recording settings.
+#[derive(Debug, Clone)]
+pub struct Recording {
+    /// Whether sessions are recorded.
+    pub enabled: bool,
+    /// Drop (with a gap record) instead of blocking when the recorder falls behind.
+    pub drop_when_full: bool,
+    /// Rows kept per statement.
+    pub max_rows: u64,
+    /// Bytes kept per statement.
+    pub max_bytes: u64,
+    /// Host key file.
+    pub key_file: PathBuf,
 }
 
 impl Settings {
@@ -263,15 +298,39 @@ impl Settings {
             .identity
             .and_then(|i| i.env_labels)
             .unwrap_or_else(|| DEFAULT_ENV_LABELS.iter().map(|s| s.to_string()).collect());
+        let sessions_dir = o
+            .sessions_dir
+            .or(file.sessions_dir)
+            .unwrap_or_else(|| "/var/lib/dbwarden/sessions".into());
+        let rec = file.recording.unwrap_or_default();
+        let drop_when_full = match rec.on_full.as_deref() {
+            None | Some("block") => false,
+            Some("drop") => true,
+            Some(v) => {
+                return Err(ConfigError::Invalid {
+                    origin: origin.to_string(),
+                    key: "recording.on_full",
+                    value: v.to_string(),
+                    reason: "expected \"block\" or \"drop\"".into(),
+                })
+            }
+        };
+        let recording = Recording {
+            enabled: rec.enabled.unwrap_or(true),
+            drop_when_full,
+            max_rows: rec.max_rows.unwrap_or(1000),
+            max_bytes: rec.max_bytes.unwrap_or(1 << 20),
+            key_file: rec
+                .key_file
+                .unwrap_or_else(|| crate::sessions_cli::default_key_file(&sessions_dir)),
+        };
         Ok(Settings {
+            recording,
             listen,
             listen_v6: !o.no_ipv6 && file.listen_v6.unwrap_or(true),
             cgroups,
             policy: o.policy.or(file.policy),
-            sessions_dir: o
-                .sessions_dir
-                .or(file.sessions_dir)
-                .unwrap_or_else(|| "/var/lib/dbwarden/sessions".into()),
+            sessions_dir,
             runtime_dir: o
                 .runtime_dir
                 .or(file.runtime_dir)

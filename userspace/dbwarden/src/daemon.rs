@@ -88,7 +88,17 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .unwrap_or_else(|| "/var/lib/dbwarden".into());
     let policy = PolicySource::load(settings.policy.as_deref())?;
     let hmac = load_hmac_key(&state_dir.join("mask_hmac.key"))?;
-    let pipeline = Pipeline::new(&policy, hmac, state_dir.clone()).context("loading the policy")?;
+    let pipeline = Pipeline::new(&policy, hmac, state_dir.clone(), &settings.recording).context("loading the policy")?;
+    let store = if settings.recording.enabled {
+        let key = dbwarden_record::HostKey::load_or_create(&settings.recording.key_file)
+            .with_context(|| format!("host signing key {}", settings.recording.key_file.display()))?;
+        let store = dbwarden_record::SessionStore::open(&settings.sessions_dir, Arc::new(key))
+            .with_context(|| format!("sessions directory {}", settings.sessions_dir.display()))?;
+        Some(store)
+    } else {
+        warn!("session recording is disabled: no audit trail will be written");
+        None
+    };
     let l4 = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("binding the listener {} (set `listen` or --listen)", settings.listen))?;
@@ -140,6 +150,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         next_session: std::sync::atomic::AtomicU64::new(1),
         cancel: Default::default(),
         pipeline,
+        store,
     });
     info!(
         version = env!("CARGO_PKG_VERSION"),

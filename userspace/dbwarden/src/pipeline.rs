@@ -91,14 +91,59 @@ pub struct Pipeline {
     pub masker: Arc<Masker>,
     /// Where the host secrets live.
     pub state_dir: PathBuf,
+    /// SHA-256 (hex) of the policy in force, recorded in every session header.
+    pub policy_hash: String,
+    /// Result rows kept per statement in recordings.
+    pub row_cap: u64,
+    /// Result bytes kept per statement in recordings.
+    pub byte_cap: u64,
+    /// Drop (counted) instead of blocking when the recorder falls behind.
+    pub drop_when_full: bool,
 }
 
 impl Pipeline {
     /// Builds the pipeline from a policy document (validated: errors name file:line:column).
-    pub fn new(policy: &PolicySource, hmac_key: [u8; 32], state_dir: PathBuf) -> Result<Pipeline> {
+    pub fn new(
+        policy: &PolicySource,
+        hmac_key: [u8; 32],
+        state_dir: PathBuf,
+        rec: &crate::config::Recording,
+    ) -> Result<Pipeline> {
         let cfg = MaskConfig::from_policy_toml(&policy.text, &policy.origin).map_err(anyhow::Error::msg)?;
         let masker = Masker::new(&cfg, hmac_key).map_err(anyhow::Error::msg)?;
-        Ok(Pipeline { masker: Arc::new(masker), state_dir })
+        let policy_hash = {
+            use sha2::Digest;
+            let d = sha2::Sha256::digest(policy.text.as_bytes());
+            d.iter().map(|b| format!("{b:02x}")).collect()
+        };
+        Ok(Pipeline {
+            masker: Arc::new(masker),
+            state_dir,
+            policy_hash,
+            row_cap: rec.max_rows,
+            byte_cap: rec.max_bytes,
+            drop_when_full: rec.drop_when_full,
+        })
+    }
+
+    /// Writer settings for new session files.
+    pub fn writer_config(&self) -> dbwarden_record::WriterConfig {
+        dbwarden_record::WriterConfig {
+            row_cap: dbwarden_record::RowCap { max_rows: self.row_cap, max_bytes: self.byte_cap },
+            ..Default::default()
+        }
+    }
+
+    /// Recorder queue settings.
+    pub fn recorder_config(&self) -> dbwarden_record::RecorderConfig {
+        dbwarden_record::RecorderConfig {
+            on_full: if self.drop_when_full {
+                dbwarden_record::OnFull::Drop
+            } else {
+                dbwarden_record::OnFull::Block
+            },
+            ..Default::default()
+        }
     }
 
     /// Decides a PostgreSQL statement.

@@ -21,6 +21,8 @@ pub struct Shared {
     pub cancel: crate::session::cancel::CancelRegistry,
     /// Policy, masking and recording.
     pub pipeline: crate::pipeline::Pipeline,
+    /// Session recordings (None when recording is disabled).
+    pub store: Option<std::sync::Arc<dbwarden_record::SessionStore>>,
     /// Unique per-daemon session counter.
     pub next_session: std::sync::atomic::AtomicU64,
 }

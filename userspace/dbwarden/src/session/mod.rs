@@ -6,6 +6,7 @@
 
 pub mod cancel;
 pub mod pg;
+pub mod recording;
 pub mod relay;
 
 use std::{net::SocketAddr, sync::Arc, time::Instant};

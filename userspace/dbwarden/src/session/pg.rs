@@ -17,7 +17,7 @@ use std::{
 
 use bytes::BytesMut;
 use dbwarden_wire_pg::{
-    proxy::{ClientAction, Proxy, ProxyConfig, ServerEvent, ServerOutput},
+    proxy::{ClientAction, ClientEvent, Proxy, ProxyConfig, ServerEvent, ServerOutput, Verdict},
     ErrorResponse, ProtocolError,
 };
 use rand::Rng;
@@ -31,7 +31,11 @@ use tokio::{
 };
 use tracing::{debug, info, warn};
 
-use super::{cancel, Totals};
+use super::{
+    cancel,
+    recording::{self, SessionRecording},
+    Totals,
+};
 use crate::{pipeline::SessionInfo, server::Shared};
 
 const READ_CHUNK: usize = 64 * 1024;
@@ -42,6 +46,8 @@ const HIGH_WATER: usize = 256 * 1024;
 /// Bytes client→server and server→client.
 type Counters = Arc<(AtomicU64, AtomicU64)>;
 type SharedProxy = Arc<std::sync::Mutex<Proxy>>;
+/// The session's recording, created once the startup packet names database and user.
+type SharedRecording = Arc<std::sync::OnceLock<SessionRecording>>;
 type ClientWriter = Arc<AsyncMutex<OwnedWriteHalf>>;
 
 fn lock(p: &SharedProxy) -> std::sync::MutexGuard<'_, Proxy> {
@@ -63,6 +69,7 @@ pub async fn run(
     info: SessionInfo,
     shared: Arc<Shared>,
 ) -> Result<Totals, (Totals, String)> {
+    let client_addr = client.peer_addr().map(|a| a.to_string()).unwrap_or_default();
     let key = shared.cancel.mint(upstream);
     let key_pid = key.pid;
     let proxy = match Proxy::new(ProxyConfig::new(nonce(), key)) {
@@ -75,24 +82,45 @@ pub async fn run(
     let info = Arc::new(tokio::sync::RwLock::new(info));
 
     let counters: Counters = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
-    let c2s = client_to_server(cr, sw, cw.clone(), proxy.clone(), info.clone(), shared.clone(), counters.clone());
-    let s2c = server_to_client(sr, cw.clone(), proxy.clone(), info.clone(), shared.clone(), counters.clone());
-    tokio::pin!(c2s);
-    tokio::pin!(s2c);
-    // When one direction ends the session is over: the other is dropped (closing its socket).
-    let (first, reason) = tokio::select! {
-        r = &mut c2s => (r, "client side"),
-        r = &mut s2c => (r, "server side"),
-        _ = shared.shutdown.cancelled() => {
-            let mut buf = BytesMut::new();
-            let _ = ErrorResponse::admin_shutdown("dbwarden is shutting down").encode(&mut buf);
-            let mut w = cw.lock().await;
-            let _ = w.write_all(&buf).await;
-            let _ = w.shutdown().await;
-            (Err("daemon shutting down".to_string()), "shutdown")
-        }
+    let rec: SharedRecording = Arc::new(std::sync::OnceLock::new());
+    let c2s = client_to_server(
+        cr,
+        sw,
+        cw.clone(),
+        proxy.clone(),
+        info.clone(),
+        shared.clone(),
+        counters.clone(),
+        rec.clone(),
+        client_addr,
+    );
+    let s2c = server_to_client(sr, cw.clone(), proxy.clone(), shared.clone(), counters.clone(), rec.clone());
+    let (first, reason) = {
+        tokio::pin!(c2s);
+        tokio::pin!(s2c);
+        // When one direction ends the session is over: the other is dropped (closing its socket).
+        let (first, reason) = tokio::select! {
+            r = &mut c2s => (r, "client side"),
+            r = &mut s2c => (r, "server side"),
+            _ = shared.shutdown.cancelled() => {
+                let mut buf = BytesMut::new();
+                let _ = ErrorResponse::admin_shutdown("dbwarden is shutting down").encode(&mut buf);
+                let mut w = cw.lock().await;
+                let _ = w.write_all(&buf).await;
+                let _ = w.shutdown().await;
+                (Err("daemon shutting down".to_string()), "shutdown")
+            }
+        };
+        (first, reason)
     };
     shared.cancel.remove(key_pid);
+    let end_reason = match &first {
+        Ok(()) => "closed".to_string(),
+        Err(e) => format!("{reason}: {e}"),
+    };
+    if let Some(r) = Arc::try_unwrap(rec).ok().and_then(std::sync::OnceLock::into_inner) {
+        let _ = tokio::task::spawn_blocking(move || r.finish(&end_reason)).await;
+    }
     let totals = Totals {
         client_to_server: counters.0.load(Ordering::Relaxed),
         server_to_client: counters.1.load(Ordering::Relaxed),
@@ -121,6 +149,8 @@ async fn client_to_server(
     info: Arc<tokio::sync::RwLock<SessionInfo>>,
     shared: Arc<Shared>,
     counters: Counters,
+    rec: SharedRecording,
+    client_addr: String,
 ) -> Result<(), String> {
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut out = BytesMut::new();
@@ -149,7 +179,7 @@ async fn client_to_server(
                     return Err(format!("client protocol error: {e}"));
                 }
             };
-            if let Some(dbwarden_wire_pg::proxy::ClientEvent::Startup { params, .. }) = &step.event {
+            if let Some(ClientEvent::Startup { params, .. }) = &step.event {
                 let mut i = info.write().await;
                 for (k, v) in params {
                     match k.as_str() {
@@ -162,6 +192,36 @@ async fn client_to_server(
                     i.database = i.db_user.clone();
                 }
                 debug!(database = ?i.database, db_user = ?i.db_user, "startup");
+                if let Some(store) = &shared.store {
+                    let started = recording::header(&i, &client_addr, &shared.pipeline.policy_hash)
+                        .and_then(|h| store.create(h, shared.pipeline.writer_config()).map_err(|e| e.to_string()))
+                        .and_then(|w| {
+                            dbwarden_record::Recorder::start(w, shared.pipeline.recorder_config())
+                                .map_err(|e| e.to_string())
+                        });
+                    match started {
+                        Ok(r) => {
+                            let _ = rec.set(SessionRecording::new(r, shared.pipeline.masker.clone(), shared.pipeline.row_cap));
+                        }
+                        Err(e) => {
+                            // Fail closed: no recording, no session.
+                            warn!(error = %e, "cannot record this session; refusing it");
+                            let mut b = BytesMut::new();
+                            let _ = ErrorResponse::new("FATAL", "53000", "dbwarden: the session cannot be recorded, so it is refused").encode(&mut b);
+                            let mut w = cw.lock().await;
+                            let _ = w.write_all(&b).await;
+                            let _ = w.shutdown().await;
+                            return Err(format!("recording unavailable: {e}"));
+                        }
+                    }
+                }
+            }
+            if let Some(r) = rec.get() {
+                match &step.event {
+                    Some(ClientEvent::Bind { bind, .. }) => r.bound(&bind.portal, &bind.param_formats, &bind.params),
+                    Some(ClientEvent::Execute { request, portal, sql, .. }) => r.executed(request.0, portal, sql.as_deref()),
+                    _ => {}
+                }
             }
             match step.action {
                 ClientAction::Forward(b) => out.extend_from_slice(&b),
@@ -174,6 +234,14 @@ async fn client_to_server(
                         let i = info.read().await;
                         shared.pipeline.decide_pg(&pending, &i)
                     };
+                    if let Some(r) = rec.get() {
+                        let sql = pending.sql().unwrap_or("<fast-path function call>");
+                        let (action, rule, msg) = match &verdict {
+                            Verdict::Allow => (dbwarden_record::Action::Allow, None, None),
+                            Verdict::Refuse(e) => (dbwarden_record::Action::Deny, None, e.message().map(str::to_string)),
+                        };
+                        r.decided(pending.request().0, sql, action, rule, msg, Vec::new());
+                    }
                     let bytes = lock(&proxy)
                         .decide(pending, verdict)
                         .map_err(|e| format!("decide: {e}"))?;
@@ -214,9 +282,9 @@ async fn server_to_client(
     mut sr: OwnedReadHalf,
     cw: ClientWriter,
     proxy: SharedProxy,
-    _info: Arc<tokio::sync::RwLock<SessionInfo>>,
     shared: Arc<Shared>,
     counters: Counters,
+    rec: SharedRecording,
 ) -> Result<(), String> {
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut out = BytesMut::new();
@@ -251,10 +319,16 @@ async fn server_to_client(
                 }
             };
             let mut ready = false;
-            for ev in step.events {
+            let r = rec.get();
+            for ev in &step.events {
                 match ev {
-                    ServerEvent::BackendKey { server, client } => shared.cancel.bind(&client, server),
+                    ServerEvent::BackendKey { server, client } => shared.cancel.bind(client, server.clone()),
                     ServerEvent::ReadyForQuery(_) => ready = true,
+                    ServerEvent::Completed { request, outcome } => {
+                        if let Some(r) = r {
+                            r.completed(request.0, outcome);
+                        }
+                    }
                     _ => {}
                 }
             }
@@ -269,8 +343,21 @@ async fn server_to_client(
                 }
                 continue;
             }
+            let row_ctx = match (&step.output, r) {
+                (ServerOutput::DataRow { context, .. }, Some(_)) => Some(context.clone()),
+                (ServerOutput::Notice(n), Some(r)) => {
+                    r.notice(n.severity().unwrap_or("NOTICE"), n.message().unwrap_or(""));
+                    None
+                }
+                _ => None,
+            };
             match crate::masking::mask_output(&shared.pipeline.masker, step.output) {
-                Ok(m) => out.extend_from_slice(&m.bytes),
+                Ok(m) => {
+                    if let (Some(ctx), Some(r)) = (row_ctx, r) {
+                        r.row(&m.bytes, &ctx);
+                    }
+                    out.extend_from_slice(&m.bytes);
+                }
                 Err(e) => {
                     warn!(reason = %e, "result withheld: masking failed");
                     ErrorResponse::insufficient_privilege(

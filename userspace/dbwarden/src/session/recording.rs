@@ -1,0 +1,265 @@
+//! Per-session recording glue: turns the PostgreSQL state machine's events and the (already
+//! masked) outputs into session-file records, off the hot path (the record crate's writer
+//! thread). Everything handed to the recorder is masked first: statement text and parameters
+//! through the masker, result rows as the client saw them.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Instant,
+};
+
+use dbwarden_mask::Masker;
+use dbwarden_record::{
+    self as record,
+    model::{Decision, Notice, ResponseSummary, Rows, Statement},
+    Action, Recorder, RecordBody, SessionHeader, SessionId,
+};
+use dbwarden_wire_pg::{
+    proxy::{Outcome, ResultContext},
+    DataRow, Format,
+};
+use tracing::warn;
+
+use crate::pipeline::SessionInfo;
+
+/// Rows are handed to the recorder in batches of this many.
+const ROW_BATCH: usize = 64;
+
+#[derive(Default)]
+struct RowAcc {
+    columns: Vec<String>,
+    rows: Vec<Vec<Option<String>>>,
+    count: u64,
+}
+
+/// Recording state of one session, shared by its two directions.
+pub struct SessionRecording {
+    recorder: Recorder,
+    masker: Arc<Masker>,
+    row_cap: u64,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    started: HashMap<u64, Instant>,
+    rows: HashMap<u64, RowAcc>,
+    params: HashMap<String, Vec<Option<String>>>,
+}
+
+/// Builds the session header from the kernel identity and startup parameters.
+pub fn header(info: &SessionInfo, client_addr: &str, policy_hash: &str) -> Result<SessionHeader, String> {
+    let id = SessionId::random().map_err(|e| format!("session id: {e}"))?;
+    let ident = &info.ident;
+    Ok(SessionHeader {
+        session_id: id,
+        start: time::OffsetDateTime::now_utc(),
+        identity: record::model::Identity {
+            pid: ident.pid,
+            uid: ident.uid,
+            user: ident.user.clone(),
+            cgroup: ident.cgroup.clone(),
+            exe: ident.exe.clone(),
+            cmdline: ident.cmdline.split(' ').map(str::to_string).collect(),
+            labels: ident.labels.clone(),
+        },
+        client_addr: client_addr.to_string(),
+        original_dst: ident.original_dst.to_string(),
+        protocol: ident.protocol.to_string(),
+        database: info.database.clone(),
+        db_user: info.db_user.clone(),
+        daemon_version: env!("CARGO_PKG_VERSION").to_string(),
+        policy_hash: policy_hash.to_string(),
+    })
+}
+
+impl SessionRecording {
+    /// Wraps a started recorder.
+    pub fn new(recorder: Recorder, masker: Arc<Masker>, row_cap: u64) -> Self {
+        SessionRecording { recorder, masker, row_cap, inner: Mutex::new(Inner::default()) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues a record. With a full queue and the block behaviour the calling worker thread
+    /// waits (block_in_place) — the session stalls rather than losing records.
+    fn put(&self, body: RecordBody) {
+        match self.recorder.try_record(body) {
+            Ok(()) => {}
+            Err(record::TryRecordError::Full(body)) => {
+                let r = tokio::task::block_in_place(|| self.recorder.record(*body));
+                if let Err(e) = r {
+                    warn!(error = %e, "session recorder failed");
+                }
+            }
+            Err(record::TryRecordError::Failed(e)) => warn!(error = %e, "session recorder failed"),
+        }
+    }
+
+    /// Whether the writer has failed (the session must then stop: fail closed).
+    pub fn failed(&self) -> Option<String> {
+        match self.recorder.try_record(RecordBody::Gap(record::model::Gap { dropped: 0 })) {
+            Err(record::TryRecordError::Failed(e)) => Some(e.to_string()),
+            _ => None,
+        }
+    }
+
+    /// A statement was decided (simple query, Parse, fast-path call).
+    pub fn decided(&self, stmt: u64, sql: &str, action: Action, rule: Option<String>, message: Option<String>, tags: Vec<String>) {
+        self.lock().started.insert(stmt, Instant::now());
+        self.put(RecordBody::Statement(Statement {
+            stmt,
+            text: self.masker.mask_str(sql).into_owned(),
+            params: Vec::new(),
+        }));
+        self.put(RecordBody::Decision(Decision {
+            stmt,
+            action,
+            rule,
+            approver: None,
+            tags,
+            message,
+        }));
+    }
+
+    /// Parameters bound to a portal (masked; binary values are not rendered).
+    pub fn bound(&self, portal: &str, formats: &[i16], params: &[Option<bytes::Bytes>]) {
+        let rendered = params
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                p.as_ref().map(|v| {
+                    let binary = match formats.len() {
+                        0 => false,
+                        1 => formats[0] == 1,
+                        _ => formats.get(i).copied() == Some(1),
+                    };
+                    if binary {
+                        format!("<binary {} bytes>", v.len())
+                    } else {
+                        self.masker.mask_str(&String::from_utf8_lossy(v)).into_owned()
+                    }
+                })
+            })
+            .collect();
+        self.lock().params.insert(portal.to_string(), rendered);
+    }
+
+    /// A portal is executed.
+    pub fn executed(&self, stmt: u64, portal: &str, sql: Option<&str>) {
+        let params = {
+            let mut g = self.lock();
+            g.started.insert(stmt, Instant::now());
+            g.params.get(portal).cloned().unwrap_or_default()
+        };
+        self.put(RecordBody::Statement(Statement {
+            stmt,
+            text: sql.map(|s| self.masker.mask_str(s).into_owned()).unwrap_or_default(),
+            params,
+        }));
+    }
+
+    /// A (masked) row as the client saw it.
+    pub fn row(&self, masked: &bytes::Bytes, ctx: &ResultContext) {
+        let stmt = ctx.request.0;
+        let flush = {
+            let mut g = self.lock();
+            let acc = g.rows.entry(stmt).or_default();
+            acc.count += 1;
+            if acc.count > self.row_cap {
+                return;
+            }
+            if acc.columns.is_empty() {
+                if let Some(d) = &ctx.description {
+                    acc.columns = d.fields.iter().map(|f| f.name.clone()).collect();
+                }
+            }
+            let Ok(row) = DataRow::parse(masked.clone()) else { return };
+            let cells = row
+                .values()
+                .enumerate()
+                .map(|(i, v)| {
+                    v.map(|b| match ctx.format(i) {
+                        Some(Format::Binary) => {
+                            let mut s = String::with_capacity(2 + b.len() * 2);
+                            s.push_str("\\x");
+                            for x in b {
+                                s.push_str(&format!("{x:02x}"));
+                            }
+                            s
+                        }
+                        _ => String::from_utf8_lossy(b).into_owned(),
+                    })
+                })
+                .collect();
+            acc.rows.push(cells);
+            if acc.rows.len() >= ROW_BATCH {
+                Some(Rows { stmt, columns: acc.columns.clone(), rows: std::mem::take(&mut acc.rows), truncated: None })
+            } else {
+                None
+            }
+        };
+        if let Some(r) = flush {
+            self.put(RecordBody::Rows(r));
+        }
+    }
+
+    /// A request finished.
+    pub fn completed(&self, stmt: u64, outcome: &Outcome) {
+        let (acc, started) = {
+            let mut g = self.lock();
+            (g.rows.remove(&stmt), g.started.remove(&stmt))
+        };
+        let (columns, count) = match acc {
+            Some(mut acc) => {
+                if !acc.rows.is_empty() {
+                    self.put(RecordBody::Rows(Rows {
+                        stmt,
+                        columns: acc.columns.clone(),
+                        rows: std::mem::take(&mut acc.rows),
+                        truncated: None,
+                    }));
+                }
+                (acc.columns, Some(acc.count))
+            }
+            None => (Vec::new(), None),
+        };
+        let (tag, error) = match outcome {
+            Outcome::Command(t) => (Some(t.clone()), None),
+            Outcome::EmptyQuery => (Some("EMPTY".into()), None),
+            Outcome::Suspended => (Some("SUSPENDED".into()), None),
+            Outcome::Parsed => return,
+            Outcome::FunctionReturned => (Some("FUNCTION".into()), None),
+            Outcome::Error { code, .. } => (None, Some(format!("SQLSTATE {}", code.as_deref().unwrap_or("?")))),
+            Outcome::Refused => (None, Some("refused by policy".into())),
+            Outcome::Skipped => (None, Some("skipped after an earlier error".into())),
+        };
+        self.put(RecordBody::Response(ResponseSummary {
+            stmt,
+            columns,
+            rows: count,
+            command_tag: tag,
+            duration_us: started.map_or(0, |s| s.elapsed().as_micros() as u64),
+            error,
+        }));
+    }
+
+    /// A notice from the server (already masked text).
+    pub fn notice(&self, severity: &str, message: &str) {
+        self.put(RecordBody::Notice(Notice {
+            stmt: None,
+            severity: severity.to_string(),
+            message: self.masker.mask_str(message).into_owned(),
+        }));
+    }
+
+    /// Seals the file (blocking: run on a blocking thread).
+    pub fn finish(self, reason: &str) {
+        if let Err(e) = self.recorder.finish(reason) {
+            warn!(error = %e, "sealing the session file failed");
+        }
+    }
+}
