@@ -81,6 +81,7 @@ pub fn main(args: RunArgs) -> i32 {
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     use anyhow::Context;
+    intercept::check_privileges()?;
     let state_dir = settings
         .sessions_dir
         .parent()

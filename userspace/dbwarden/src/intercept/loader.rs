@@ -133,6 +133,15 @@ pub struct Interceptor {
     settings: InterceptConfig,
 }
 
+/// Errors unless the process can load eBPF programs (checked before anything is created).
+pub fn check_privileges() -> Result<(), LoadError> {
+    if is_root() {
+        Ok(())
+    } else {
+        Err(LoadError::NotRoot)
+    }
+}
+
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }

@@ -6,4 +6,4 @@ mod addr;
 mod loader;
 
 pub use addr::{key_for, to_socket_addr, Network};
-pub use loader::{detach, InterceptConfig, Interceptor, LoadError};
+pub use loader::{check_privileges, detach, InterceptConfig, Interceptor, LoadError};
