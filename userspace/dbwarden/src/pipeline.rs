@@ -8,12 +8,17 @@ use std::{
 
 use anyhow::{Context, Result};
 use dbwarden_mask::{MaskConfig, Masker};
-use dbwarden_wire_pg::proxy::{PendingStatement, Verdict};
+use dbwarden_policy::{Action, Dialect, Engine, Policy, Protocol, Target};
+use dbwarden_wire_pg::{
+    proxy::{PendingStatement, StatementKind, Verdict},
+    ErrorResponse,
+};
+use tracing::{debug, info};
 
 use crate::identity::ConnIdentity;
 
 /// The embedded default policy (PCI DSS), also the source of the default masking section.
-pub const EMBEDDED_POLICY: &str = include_str!("../../../policies/pci-dss.toml");
+pub const EMBEDDED_POLICY: &str = dbwarden_policy::EMBEDDED_DEFAULT_SRC;
 
 /// Per-session facts the pipeline decides on.
 #[derive(Debug, Clone)]
@@ -85,8 +90,33 @@ pub fn load_hmac_key(path: &Path) -> Result<[u8; 32]> {
     }
 }
 
+/// What the pipeline decided about one statement, for the proxy and the recording.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    /// The policy's verdict (rule, action, message, tags, per-statement detail).
+    pub verdict: dbwarden_policy::Verdict,
+    /// What the wire state machine must do.
+    pub wire: Verdict,
+}
+
+/// Converts the kernel identity into the policy's view of it.
+pub fn policy_identity(i: &ConnIdentity) -> dbwarden_policy::Identity {
+    dbwarden_policy::Identity {
+        pid: i.pid,
+        uid: i.uid,
+        gid: i.gid,
+        user: i.user.clone(),
+        cgroup: i.cgroup.clone(),
+        exe: i.exe.clone(),
+        comm: i.comm.clone(),
+        labels: i.labels.clone(),
+    }
+}
+
 /// The pipeline shared by all sessions.
 pub struct Pipeline {
+    /// Policy engine (swapped on reload) with its analysis cache.
+    pub engine: Engine,
     /// Masker compiled from the policy's `[masking]` section.
     pub masker: Arc<Masker>,
     /// Where the host secrets live.
@@ -109,14 +139,13 @@ impl Pipeline {
         state_dir: PathBuf,
         rec: &crate::config::Recording,
     ) -> Result<Pipeline> {
+        let compiled = Policy::parse(&policy.text, &policy.origin).map_err(|e| anyhow::anyhow!("{e}"))?;
         let cfg = MaskConfig::from_policy_toml(&policy.text, &policy.origin).map_err(anyhow::Error::msg)?;
         let masker = Masker::new(&cfg, hmac_key).map_err(anyhow::Error::msg)?;
-        let policy_hash = {
-            use sha2::Digest;
-            let d = sha2::Sha256::digest(policy.text.as_bytes());
-            d.iter().map(|b| format!("{b:02x}")).collect()
-        };
+        let policy_hash = compiled.hash().to_string();
+        info!(policy = compiled.name(), origin = %policy.origin, hash = %policy_hash, "policy loaded");
         Ok(Pipeline {
+            engine: Engine::new(compiled),
             masker: Arc::new(masker),
             state_dir,
             policy_hash,
@@ -146,8 +175,58 @@ impl Pipeline {
         }
     }
 
-    /// Decides a PostgreSQL statement.
-    pub fn decide_pg(&self, _stmt: &PendingStatement, _session: &SessionInfo) -> Verdict {
-        Verdict::Allow
+    /// Decides a PostgreSQL statement (simple query, Parse or fast-path call).
+    pub fn decide_pg(&self, stmt: &PendingStatement, session: &SessionInfo) -> Decision {
+        let target = Target {
+            addr: Some(session.ident.original_dst),
+            protocol: Protocol::Postgres,
+            database: session.database.clone(),
+            user: session.db_user.clone(),
+        };
+        let ident = policy_identity(&session.ident);
+        let verdict = match stmt.kind() {
+            StatementKind::Query { sql } | StatementKind::Parse { sql, .. } => {
+                self.engine.decide(sql, Dialect::Postgres, &ident, &target)
+            }
+            // A fast-path call names a function by OID: it can run anything (lo_export, ...)
+            // and no SQL text exists to judge. Judged as an opaque call.
+            StatementKind::FunctionCall(_) => self.engine.decide(
+                "SELECT dbwarden_fastpath_function_call()",
+                Dialect::Postgres,
+                &ident,
+                &target,
+            ),
+        };
+        let fastpath = matches!(stmt.kind(), StatementKind::FunctionCall(_));
+        let wire = match verdict.action {
+            Action::Allow if !fastpath => Verdict::Allow,
+            Action::Allow | Action::Deny => Verdict::Refuse(ErrorResponse::insufficient_privilege(
+                if fastpath && verdict.action == Action::Allow {
+                    "dbwarden: fast-path function calls are not allowed for agents".to_string()
+                } else {
+                    verdict.message.clone()
+                },
+                None,
+                Some("the statement was refused by dbwarden's policy; nothing was executed"),
+            )),
+            Action::RequireApproval { .. } => Verdict::Refuse(ErrorResponse::insufficient_privilege(
+                format!("{} (approval required)", verdict.message),
+                None,
+                Some("this statement needs a human's approval"),
+            )),
+        };
+        let kinds: Vec<&str> = verdict.statements.iter().map(|s| s.kind.as_str()).collect();
+        match verdict.action {
+            Action::Allow => debug!(session = session.id, rule = %verdict.rule, ?kinds, cached = verdict.cached, "policy: allow"),
+            _ => info!(
+                session = session.id,
+                rule = %verdict.rule,
+                action = verdict.action.name(),
+                ?kinds,
+                message = %verdict.message,
+                "policy decision"
+            ),
+        }
+        Decision { verdict, wire }
     }
 }

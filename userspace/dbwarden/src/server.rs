@@ -83,6 +83,14 @@ async fn handle(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     let id = shared
         .next_session
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let ident = identity::resolve(&info, &shared.settings.env_labels, None);
+    let mut ident = identity::resolve(&info, &shared.settings.env_labels, None);
+    // The command line and labels are the agent's words: they may carry card data, and they go
+    // to logs and recordings.
+    let masker = &shared.pipeline.masker;
+    ident.cmdline = masker.mask_str(&ident.cmdline).into_owned();
+    ident.exe = masker.mask_str(&ident.exe).into_owned();
+    for v in ident.labels.values_mut() {
+        *v = masker.mask_str(v).into_owned();
+    }
     session::run(stream, peer, ident, id, shared).await;
 }

@@ -180,6 +180,19 @@ async fn client_to_server(
                 }
             };
             if let Some(ClientEvent::Startup { params, .. }) = &step.event {
+                let replication = params.iter().any(|(k, v)| {
+                    k == "replication" && !matches!(v.to_ascii_lowercase().as_str(), "false" | "off" | "no" | "0")
+                });
+                if replication {
+                    // Streaming replication (CopyBoth) would move whole databases past policy.
+                    warn!("refusing a replication connection");
+                    let mut b = BytesMut::new();
+                    let _ = ErrorResponse::new("FATAL", "42501", "dbwarden: replication connections are not allowed for agents").encode(&mut b);
+                    let mut w = cw.lock().await;
+                    let _ = w.write_all(&b).await;
+                    let _ = w.shutdown().await;
+                    return Err("replication connection refused".into());
+                }
                 let mut i = info.write().await;
                 for (k, v) in params {
                     match k.as_str() {
@@ -230,18 +243,26 @@ async fn client_to_server(
                     w.write_all(&b).await.map_err(|e| format!("client write: {e}"))?;
                 }
                 ClientAction::Decide(pending) => {
-                    let verdict = {
+                    let decision = {
                         let i = info.read().await;
                         shared.pipeline.decide_pg(&pending, &i)
                     };
                     if let Some(r) = rec.get() {
                         let sql = pending.sql().unwrap_or("<fast-path function call>");
-                        let (action, rule, msg) = match &verdict {
-                            Verdict::Allow => (dbwarden_record::Action::Allow, None, None),
-                            Verdict::Refuse(e) => (dbwarden_record::Action::Deny, None, e.message().map(str::to_string)),
+                        let action = match &decision.wire {
+                            Verdict::Allow => dbwarden_record::Action::Allow,
+                            Verdict::Refuse(_) => dbwarden_record::Action::Deny,
                         };
-                        r.decided(pending.request().0, sql, action, rule, msg, Vec::new());
+                        r.decided(
+                            pending.request().0,
+                            sql,
+                            action,
+                            Some(decision.verdict.rule.clone()),
+                            Some(decision.verdict.message.clone()),
+                            decision.verdict.tags.clone(),
+                        );
                     }
+                    let verdict = decision.wire;
                     let bytes = lock(&proxy)
                         .decide(pending, verdict)
                         .map_err(|e| format!("decide: {e}"))?;
