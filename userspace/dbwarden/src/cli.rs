@@ -27,6 +27,45 @@ pub enum Command {
     Detach(DetachArgs),
     /// Read session recordings: list, show, replay, verify, export.
     Sessions(SessionsArgs),
+    /// Validate policy files and evaluate statements against a policy.
+    Policy(PolicyArgs),
+}
+
+/// `dbwarden policy`.
+#[derive(Debug, Args)]
+pub struct PolicyArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: PolicyCommand,
+}
+
+/// `dbwarden policy` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Validate policy files (rules and masking); problems are printed as file:line:column.
+    Check {
+        /// Policy files.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+    /// Print the decision for each statement of SQL, the rule that matched and why.
+    Eval {
+        /// Policy file. Default: the embedded PCI DSS policy.
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+        /// SQL dialect: postgres or mysql.
+        #[arg(long, default_value = "postgres")]
+        dialect: String,
+        /// Identity attribute key=value (pid, uid, gid, user, cgroup, exe, comm, or a label
+        /// such as CI_JOB_ID=42); repeatable.
+        #[arg(long, value_name = "KEY=VALUE")]
+        identity: Vec<String>,
+        /// Target attribute key=value (address, database, user); repeatable.
+        #[arg(long, value_name = "KEY=VALUE")]
+        target: Vec<String>,
+        /// The SQL text (may hold several statements).
+        sql: String,
+    },
 }
 
 /// `dbwarden sessions`.

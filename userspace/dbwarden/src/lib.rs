@@ -23,6 +23,7 @@ pub mod identity;
 pub mod intercept;
 pub mod masking;
 pub mod pipeline;
+pub mod policy_cli;
 pub mod server;
 pub mod session;
 pub mod sessions_cli;

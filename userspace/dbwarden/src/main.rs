@@ -18,6 +18,13 @@ fn main() {
             }
         },
         Command::Detach(args) => dbwarden::daemon::detach_main(args),
+        Command::Policy(args) => match dbwarden::policy_cli::main(args) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("dbwarden policy: {e:#}");
+                2
+            }
+        },
         Command::Sessions(args) => match dbwarden::sessions_cli::main(args) {
             Ok(code) => code,
             Err(e) => {
