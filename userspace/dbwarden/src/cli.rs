@@ -29,6 +29,51 @@ pub enum Command {
     Sessions(SessionsArgs),
     /// Validate policy files and evaluate statements against a policy.
     Policy(PolicyArgs),
+    /// List, show, approve or deny statements held for approval.
+    Approvals(ApprovalsArgs),
+}
+
+/// `dbwarden approvals`.
+#[derive(Debug, Args)]
+pub struct ApprovalsArgs {
+    /// The daemon's runtime directory (holds control.sock). Default: /run/dbwarden.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub runtime_dir: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: ApprovalsCommand,
+}
+
+/// `dbwarden approvals` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ApprovalsCommand {
+    /// Pending requests.
+    List,
+    /// One request (pending or recently decided).
+    Show {
+        /// Request id.
+        id: String,
+    },
+    /// Approve: the statement is forwarded.
+    Approve {
+        /// Request id.
+        id: String,
+        /// Why (recorded).
+        #[arg(long)]
+        reason: Option<String>,
+        /// `once` (this statement) or `session` (this normalized statement for the rest of the
+        /// session).
+        #[arg(long, default_value = "once")]
+        scope: dbwarden_approvals::Scope,
+    },
+    /// Deny: the agent gets an error naming you and the reason.
+    Deny {
+        /// Request id.
+        id: String,
+        /// Why (shown to the agent and recorded).
+        #[arg(long)]
+        reason: Option<String>,
+    },
 }
 
 /// `dbwarden policy`.

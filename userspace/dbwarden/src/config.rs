@@ -47,6 +47,30 @@ pub struct FileConfig {
     pub upstream: Option<UpstreamSection>,
     /// Session recording.
     pub recording: Option<RecordingSection>,
+    /// Just-in-time approvals.
+    pub approvals: Option<ApprovalsSection>,
+}
+
+/// `[approvals]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalsSection {
+    /// Loopback address for the HTTP API (token auth). Off unless set.
+    pub http_listen: Option<String>,
+    /// Group whose members may approve over the control socket (besides root).
+    pub group: Option<String>,
+    /// Webhook receivers notified on requests and decisions.
+    pub webhooks: Option<Vec<WebhookEntry>>,
+}
+
+/// One `[[approvals.webhooks]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookEntry {
+    /// `http://host:port/path`.
+    pub url: String,
+    /// "generic" (default) or "slack".
+    pub format: Option<String>,
 }
 
 /// `[recording]`.
@@ -198,6 +222,19 @@ pub struct Settings {
     pub connect_timeout: std::time::Duration,
     /// Recording settings.
     pub recording: Recording,
+    /// Approval channels.
+    pub approvals: Approvals,
+}
+
+/// Validated approval settings.
+#[derive(Debug, Clone)]
+pub struct Approvals {
+    /// HTTP API listener (loopback), if enabled.
+    pub http_listen: Option<SocketAddr>,
+    /// Approver group for the control socket.
+    pub group: String,
+    /// Webhooks: (url, slack?).
+    pub webhooks: Vec<(String, bool)>,
 }
 
 /// Validated recording settings.
@@ -324,7 +361,58 @@ impl Settings {
                 .key_file
                 .unwrap_or_else(|| crate::sessions_cli::default_key_file(&sessions_dir)),
         };
+        let ap = file.approvals.unwrap_or_default();
+        let http_listen = match ap.http_listen {
+            None => None,
+            Some(a) => {
+                let addr: SocketAddr = a.parse().map_err(|_| ConfigError::Invalid {
+                    origin: origin.to_string(),
+                    key: "approvals.http_listen",
+                    value: a.clone(),
+                    reason: "expected a loopback address:port such as 127.0.0.1:7433".into(),
+                })?;
+                if !addr.ip().is_loopback() {
+                    return Err(ConfigError::Invalid {
+                        origin: origin.to_string(),
+                        key: "approvals.http_listen",
+                        value: a,
+                        reason: "the approval API only listens on loopback".into(),
+                    });
+                }
+                Some(addr)
+            }
+        };
+        let mut webhooks = Vec::new();
+        for w in ap.webhooks.unwrap_or_default() {
+            let slack = match w.format.as_deref() {
+                None | Some("generic") => false,
+                Some("slack") => true,
+                Some(f) => {
+                    return Err(ConfigError::Invalid {
+                        origin: origin.to_string(),
+                        key: "approvals.webhooks.format",
+                        value: f.to_string(),
+                        reason: "expected \"generic\" or \"slack\"".into(),
+                    })
+                }
+            };
+            if !w.url.starts_with("http://") {
+                return Err(ConfigError::Invalid {
+                    origin: origin.to_string(),
+                    key: "approvals.webhooks.url",
+                    value: w.url,
+                    reason: "only http:// receivers are supported".into(),
+                });
+            }
+            webhooks.push((w.url, slack));
+        }
+        let approvals = Approvals {
+            http_listen,
+            group: ap.group.unwrap_or_else(|| "dbwarden".into()),
+            webhooks,
+        };
         Ok(Settings {
+            approvals,
             recording,
             listen,
             listen_v6: !o.no_ipv6 && file.listen_v6.unwrap_or(true),

@@ -144,7 +144,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone())?;
+    let approvals = crate::approvals::start(&settings, &shutdown).await?;
     let shared = Arc::new(Shared {
+        approvals: approvals.clone(),
         settings: settings.clone(),
         interceptor,
         shutdown: shutdown.clone(),
@@ -162,6 +164,14 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         bpffs_dir = %settings.bpffs_dir.display(),
         "dbwarden ready"
     );
+    let sd = shutdown.clone();
+    tokio::spawn(async move {
+        sd.cancelled().await;
+        let n = approvals.cancel_all("daemon shutting down");
+        if n > 0 {
+            info!(pending = n, "pending approvals cancelled by shutdown");
+        }
+    });
     server::run(listeners, shared, Duration::from_secs(10)).await;
     info!("stopped; interception stays attached (agents are refused until a daemon runs again)");
     Ok(())

@@ -14,6 +14,8 @@
 //! The pure pieces — wire codecs, policy, masking, recording — are separate crates without tokio
 //! (`userspace/{wire-pg,policy,mask,record}`).
 
+pub mod approvals;
+pub mod approvals_cli;
 pub mod cgroup;
 pub mod cli;
 pub mod config;

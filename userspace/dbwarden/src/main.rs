@@ -18,6 +18,13 @@ fn main() {
             }
         },
         Command::Detach(args) => dbwarden::daemon::detach_main(args),
+        Command::Approvals(args) => match dbwarden::approvals_cli::main(args) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("dbwarden approvals: {e:#}");
+                2
+            }
+        },
         Command::Policy(args) => match dbwarden::policy_cli::main(args) {
             Ok(code) => code,
             Err(e) => {

@@ -21,6 +21,8 @@ pub struct Shared {
     pub cancel: crate::session::cancel::CancelRegistry,
     /// Policy, masking and recording.
     pub pipeline: crate::pipeline::Pipeline,
+    /// Approval broker (statements held for a human).
+    pub approvals: dbwarden_approvals::Broker,
     /// Session recordings (None when recording is disabled).
     pub store: Option<std::sync::Arc<dbwarden_record::SessionStore>>,
     /// Unique per-daemon session counter.

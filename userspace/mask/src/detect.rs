@@ -26,18 +26,18 @@ pub(crate) const PAN_MAX: usize = 19;
 /// Byte length of a dashed SSN (`123-45-6789`), the shortest stretch worth validating.
 pub(crate) const SSN_LEN: usize = 11;
 
+/// Luhn value of a doubled digit: `2d` with its digits summed.
+const LUHN_DOUBLE: [u32; 10] = [0, 2, 4, 6, 8, 1, 3, 5, 7, 9];
+
 /// Luhn (mod 10) check over ASCII digits.
 pub(crate) fn luhn_ok(digits: &[u8]) -> bool {
     let mut sum = 0u32;
-    for (i, &d) in digits.iter().rev().enumerate() {
-        let mut v = u32::from(d - b'0');
-        if i % 2 == 1 {
-            v *= 2;
-            if v > 9 {
-                v -= 9;
-            }
+    let mut rev = digits.iter().rev();
+    while let Some(&d) = rev.next() {
+        sum += u32::from(d - b'0');
+        if let Some(&d) = rev.next() {
+            sum += LUHN_DOUBLE[usize::from(d - b'0') % 10];
         }
-        sum += v;
     }
     sum.is_multiple_of(10)
 }
@@ -119,14 +119,17 @@ struct Group {
 }
 
 /// Kind of a detector hit produced by [`check_stretch`].
+#[cfg(test)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum StretchHit {
     Pan,
     Ssn,
 }
 
-/// Validate one exact stretch `input[start..end]` (starts and ends with a digit; digit groups joined by
-/// single separators) and push PAN / SSN hits.
+/// Reference validator: one exact stretch `input[start..end]` (starts and ends with a digit; digit
+/// groups joined by single separators), PAN and SSN hits. The scanner-driven path
+/// ([`check_pan`] on stretch events, [`check_ssn_at`] on SSN shape events) must find exactly the same.
+#[cfg(test)]
 pub(crate) fn check_stretch(
     input: &[u8],
     start: usize,
@@ -137,7 +140,7 @@ pub(crate) fn check_stretch(
 ) {
     let stretch = &input[start..end];
     if pan && stretch.iter().filter(|b| b.is_ascii_digit()).count() >= PAN_MIN {
-        check_pan(input, start, end, out);
+        check_pan(input, start, end, &mut |r| out.push((r, StretchHit::Pan)));
     }
     if ssn {
         check_ssn(input, start, end, out);
@@ -162,7 +165,55 @@ fn groups(input: &[u8], start: usize, end: usize) -> impl Iterator<Item = Group>
     })
 }
 
-fn check_pan(input: &[u8], start: usize, end: usize, out: &mut Vec<(Range<usize>, StretchHit)>) {
+/// Fast path of [`check_pan`], exact for the common case: a stretch of 13–19 digits whose groups are
+/// all joined by the same separator (or none) and that is a valid PAN as a whole. The general search
+/// would then pick the whole stretch too (the longest valid span from the first group, after which no
+/// group is left).
+fn whole_stretch_is_pan(stretch: &[u8]) -> bool {
+    // A 19-digit PAN with 18 single separators is at most 37 bytes long.
+    if stretch.len() > 2 * PAN_MAX - 1 {
+        return false;
+    }
+    let mut digits = [0u8; PAN_MAX];
+    let mut n = 0;
+    let mut sep = None;
+    for &b in stretch {
+        if b.is_ascii_digit() {
+            if n == PAN_MAX {
+                return false;
+            }
+            digits[n] = b;
+            n += 1;
+        } else if *sep.get_or_insert(b) != b {
+            return false;
+        }
+    }
+    pan_ok(&digits[..n])
+}
+
+/// PANs inside one exact stretch `input[start..end]` (see [`check_stretch`]); `emit` gets each PAN's
+/// byte range, in increasing order.
+pub(crate) fn check_pan(
+    input: &[u8],
+    start: usize,
+    end: usize,
+    emit: &mut impl FnMut(Range<usize>),
+) {
+    if whole_stretch_is_pan(&input[start..end]) {
+        emit(start..end);
+    } else {
+        check_pan_groups(input, start, end, emit);
+    }
+}
+
+/// The general PAN search of [`check_pan`]: from each digit group, the longest span of whole groups
+/// joined by one separator that is a valid PAN.
+fn check_pan_groups(
+    input: &[u8],
+    start: usize,
+    end: usize,
+    emit: &mut impl FnMut(Range<usize>),
+) {
     // Typical stretches have a handful of groups: keep them on the stack.
     let mut stack = [Group { start: 0, end: 0 }; 20];
     let mut heap: Vec<Group> = Vec::new();
@@ -200,7 +251,7 @@ fn check_pan(input: &[u8], start: usize, end: usize, out: &mut Vec<(Range<usize>
             }
         }
         if let Some(b) = best {
-            out.push((groups[a].start..groups[b].end, StretchHit::Pan));
+            emit(groups[a].start..groups[b].end);
             a = b + 1;
         } else {
             a += 1;
@@ -208,7 +259,18 @@ fn check_pan(input: &[u8], start: usize, end: usize, out: &mut Vec<(Range<usize>
     }
 }
 
-/// SSNs: three consecutive groups of 3, 2 and 4 digits joined by dashes, not continued by dashes.
+/// Validate the SSN whose `ddd-dd-dddd` shape (as whole digit groups, see [`crate::scan::Event::Ssn`])
+/// the scanner found at `pos`: area, group and serial rules. Returns its byte range.
+pub(crate) fn check_ssn_at(input: &[u8], pos: usize) -> Option<Range<usize>> {
+    let s: &[u8; 11] = input.get(pos..pos + SSN_LEN)?.try_into().ok()?;
+    debug_assert!(s[3] == b'-' && s[6] == b'-');
+    let d = [s[0], s[1], s[2], s[4], s[5], s[7], s[8], s[9], s[10]];
+    (d.iter().all(u8::is_ascii_digit) && ssn_ok(&d)).then_some(pos..pos + SSN_LEN)
+}
+
+/// Reference SSN finder over a stretch: three consecutive groups of 3, 2 and 4 digits joined by
+/// dashes, not continued by dashes.
+#[cfg(test)]
 fn check_ssn(input: &[u8], start: usize, end: usize, out: &mut Vec<(Range<usize>, StretchHit)>) {
     // Sliding window of the last three groups; `before` = separator preceding the window.
     let mut win: [Option<Group>; 3] = [None; 3];
@@ -440,6 +502,69 @@ mod tests {
         let mut out = Vec::new();
         check_stretch(b, 0, b.len(), true, true, &mut out);
         out
+    }
+
+    /// The textbook Luhn check, as an oracle for the table-driven one.
+    fn luhn_naive(digits: &[u8]) -> bool {
+        let mut sum = 0u32;
+        for (i, &d) in digits.iter().rev().enumerate() {
+            let mut v = u32::from(d - b'0');
+            if i % 2 == 1 {
+                v *= 2;
+                if v > 9 {
+                    v -= 9;
+                }
+            }
+            sum += v;
+        }
+        sum % 10 == 0
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn luhn_matches_naive(d in proptest::collection::vec(b'0'..=b'9', 0..25)) {
+            proptest::prop_assert_eq!(luhn_ok(&d), luhn_naive(&d));
+        }
+
+        /// The whole-stretch fast path never changes what the general group search finds.
+        #[test]
+        fn pan_fast_path_matches_general(
+            groups in proptest::collection::vec(
+                (proptest::collection::vec(b'0'..=b'9', 1..8), proptest::prop_oneof![
+                    proptest::prelude::Just(b' '),
+                    proptest::prelude::Just(b'-'),
+                ]),
+                1..8,
+            ),
+            pan in proptest::prelude::any::<bool>(),
+        ) {
+            let mut s = Vec::new();
+            for (k, (g, sep)) in groups.iter().enumerate() {
+                if k > 0 {
+                    s.push(*sep);
+                }
+                s.extend_from_slice(g);
+            }
+            if pan {
+                // Make the digits a valid Visa number when their count allows it.
+                let n = s.iter().filter(|b| b.is_ascii_digit()).count();
+                if (PAN_MIN..=PAN_MAX).contains(&n) {
+                    let pos: Vec<usize> = (0..s.len()).filter(|&i| s[i].is_ascii_digit()).collect();
+                    s[pos[0]] = b'4';
+                    for c in b'0'..=b'9' {
+                        s[pos[n - 1]] = c;
+                        let d: Vec<u8> = s.iter().copied().filter(u8::is_ascii_digit).collect();
+                        if luhn_ok(&d) {
+                            break;
+                        }
+                    }
+                }
+            }
+            let (mut fast, mut general) = (Vec::new(), Vec::new());
+            check_pan(&s, 0, s.len(), &mut |r| fast.push(r));
+            check_pan_groups(&s, 0, s.len(), &mut |r| general.push(r));
+            proptest::prop_assert_eq!(fast, general);
+        }
     }
 
     #[test]

@@ -43,7 +43,6 @@ use std::sync::Arc;
 pub use config::{ConfigError, Detector, MaskConfig};
 pub use strategy::Strategy;
 
-use detect::StretchHit;
 use glob::Glob;
 use scan::{Event, Isa, Want};
 use strategy::{Keyed, Mode};
@@ -208,14 +207,9 @@ impl Masker {
         }
         let (pan, ssn) = (on(Detector::Pan), on(Detector::Ssn));
         let want = Want {
-            min_stretch: if ssn {
-                detect::SSN_LEN
-            } else if pan {
-                detect::PAN_MIN
-            } else {
-                0
-            },
-            min_digits: if ssn { 9 } else { detect::PAN_MIN as u32 },
+            min_stretch: if pan { detect::PAN_MIN } else { 0 },
+            min_digits: detect::PAN_MIN as u32,
+            ssn,
             iban: on(Detector::Iban),
             at: on(Detector::Email),
         };
@@ -245,39 +239,30 @@ impl Masker {
 
     pub(crate) fn find_with(&self, isa: Isa, input: &[u8]) -> Vec<Finding> {
         let mut out: Vec<Finding> = Vec::new();
-        let mut hits = Vec::new();
+        let finding = |range, kind, d| Finding {
+            range,
+            kind,
+            strategy: self.strategy(d),
+        };
         isa.scan(input, self.want, &mut |ev| match ev {
             Event::Stretch(s, e) => {
-                hits.clear();
-                detect::check_stretch(input, s, e, self.pan, self.ssn, &mut hits);
-                for (range, hit) in hits.drain(..) {
-                    let (kind, d) = match hit {
-                        StretchHit::Pan => (FindingKind::Pan, Detector::Pan),
-                        StretchHit::Ssn => (FindingKind::Ssn, Detector::Ssn),
-                    };
-                    out.push(Finding {
-                        range,
-                        kind,
-                        strategy: self.strategy(d),
-                    });
+                detect::check_pan(input, s, e, &mut |range| {
+                    out.push(finding(range, FindingKind::Pan, Detector::Pan));
+                });
+            }
+            Event::Ssn(p) => {
+                if let Some(range) = detect::check_ssn_at(input, p) {
+                    out.push(finding(range, FindingKind::Ssn, Detector::Ssn));
                 }
             }
             Event::Iban(p) => {
                 if let Some(range) = detect::check_iban(input, p) {
-                    out.push(Finding {
-                        range,
-                        kind: FindingKind::Iban,
-                        strategy: self.strategy(Detector::Iban),
-                    });
+                    out.push(finding(range, FindingKind::Iban, Detector::Iban));
                 }
             }
             Event::At(p) => {
                 if let Some(range) = detect::check_email(input, p) {
-                    out.push(Finding {
-                        range,
-                        kind: FindingKind::Email,
-                        strategy: self.strategy(Detector::Email),
-                    });
+                    out.push(finding(range, FindingKind::Email, Detector::Email));
                 }
             }
         });
@@ -411,6 +396,125 @@ mod tests {
     fn masker(toml: &str) -> Masker {
         let cfg = MaskConfig::from_policy_toml(toml, "t.toml").expect("config");
         Masker::new(&cfg, [1; 32]).expect("masker")
+    }
+
+    /// The pre-SSN-shape algorithm: every stretch of at least 11 bytes (SSN) or 13 (PAN only) goes
+    /// through the stretch validators; IBAN and email candidates come from the naive oracle.
+    fn reference_find(m: &Masker, input: &[u8]) -> Vec<Finding> {
+        let want = Want {
+            min_stretch: if m.ssn {
+                detect::SSN_LEN
+            } else if m.pan {
+                detect::PAN_MIN
+            } else {
+                0
+            },
+            min_digits: if m.ssn { 9 } else { detect::PAN_MIN as u32 },
+            ssn: false,
+            iban: m.iban,
+            at: m.email,
+        };
+        let mut out = Vec::new();
+        for ev in scan::tests::oracle(input, want) {
+            let mut hits = Vec::new();
+            let (range, kind, d) = match ev {
+                Event::Stretch(s, e) => {
+                    detect::check_stretch(input, s, e, m.pan, m.ssn, &mut hits);
+                    for (range, hit) in hits {
+                        let (kind, d) = match hit {
+                            detect::StretchHit::Pan => (FindingKind::Pan, Detector::Pan),
+                            detect::StretchHit::Ssn => (FindingKind::Ssn, Detector::Ssn),
+                        };
+                        out.push(Finding {
+                            range,
+                            kind,
+                            strategy: m.strategy(d),
+                        });
+                    }
+                    continue;
+                }
+                Event::Iban(p) => match detect::check_iban(input, p) {
+                    Some(r) => (r, FindingKind::Iban, Detector::Iban),
+                    None => continue,
+                },
+                Event::At(p) => match detect::check_email(input, p) {
+                    Some(r) => (r, FindingKind::Email, Detector::Email),
+                    None => continue,
+                },
+                Event::Ssn(_) => unreachable!("not requested"),
+            };
+            out.push(Finding {
+                range,
+                kind,
+                strategy: m.strategy(d),
+            });
+        }
+        merge(out)
+    }
+
+    fn check_reference(input: &[u8]) {
+        for dets in [
+            "[\"pan\"]",
+            "[\"ssn\"]",
+            "[\"pan\", \"ssn\", \"iban\", \"email\"]",
+            "[\"iban\", \"email\"]",
+        ] {
+            let m = masker(&format!("[masking]\ndetectors = {dets}\n"));
+            let expect = reference_find(&m, input);
+            for isa in Isa::available() {
+                assert_eq!(
+                    m.find_with(isa, input),
+                    expect,
+                    "{isa:?} {dets} {:?}",
+                    String::from_utf8_lossy(input)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn event_path_matches_reference_at_every_offset() {
+        let seeds: [&[u8]; 8] = [
+            b"123-45-6789",
+            b"12-123-45-6789 x 123-45-6789-12 x 123-45-6789 12",
+            b"666-45-6789 000-12-1234 123-00-1234 123-45-0000 899-99-9999",
+            b"4111 1111 1111 1111 123-45-6789",
+            b"123-45-6789-4111-1111-1111-1111",
+            b"2024-03-04 10:05:00,+1 555-123-4567,ORD-00012345",
+            b"GB29 NWBK 6016 1331 9268 19 john@example.com",
+            b"4111111111111111@example.com DE89370400440532013000",
+        ];
+        for seed in seeds {
+            for pad in 0..70 {
+                let mut v = vec![b'.'; pad];
+                v.extend_from_slice(seed);
+                check_reference(&v);
+                let mut w = vec![b'1'; pad];
+                w.push(b' ');
+                w.extend_from_slice(seed);
+                check_reference(&w);
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn event_path_matches_reference(input in proptest::collection::vec(
+            proptest::prop_oneof![
+                8 => b'0'..=b'9',
+                2 => proptest::prelude::Just(b' '),
+                3 => proptest::prelude::Just(b'-'),
+                1 => proptest::prelude::Just(b'@'),
+                1 => proptest::prelude::Just(b'.'),
+                2 => b'A'..=b'Z',
+                2 => b'a'..=b'z',
+            ],
+            0..300,
+        )) {
+            check_reference(&input);
+        }
     }
 
     #[test]

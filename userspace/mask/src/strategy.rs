@@ -158,6 +158,27 @@ fn last4_start(src: &[u8], mode: Mode) -> usize {
     i
 }
 
+/// Replace the significant bytes of `buf` (text: `*`; digits mode: digits become `0`).
+#[inline]
+fn hide(buf: &mut [u8], mode: Mode) {
+    match mode {
+        Mode::Text => {
+            for b in buf {
+                if is_significant(*b) {
+                    *b = b'*';
+                }
+            }
+        }
+        Mode::Digits => {
+            for b in buf {
+                if b.is_ascii_digit() {
+                    *b = b'0';
+                }
+            }
+        }
+    }
+}
+
 /// Append the masked form of `src` to `out`.
 ///
 /// `hash_target`: output length of a text hash (see [`hash_text`]); ignored for other strategies.
@@ -170,32 +191,17 @@ pub(crate) fn apply(
     out: &mut Vec<u8>,
 ) {
     match (strategy, mode) {
-        (Strategy::Redact | Strategy::Null, Mode::Text) => {
-            out.extend(
-                src.iter()
-                    .map(|&b| if is_significant(b) { b'*' } else { b }),
-            );
-        }
-        (Strategy::Redact | Strategy::Null, Mode::Digits) => {
-            out.extend(
-                src.iter()
-                    .map(|&b| if b.is_ascii_digit() { b'0' } else { b }),
-            );
+        // Copy, then mask in place: no per-byte capacity checks.
+        (Strategy::Redact | Strategy::Null, _) => {
+            let at = out.len();
+            out.extend_from_slice(src);
+            hide(&mut out[at..], mode);
         }
         (Strategy::Last4, _) => {
             let keep = last4_start(src, mode);
-            for (i, &b) in src.iter().enumerate() {
-                let hide = i < keep
-                    && match mode {
-                        Mode::Text => is_significant(b),
-                        Mode::Digits => b.is_ascii_digit(),
-                    };
-                out.push(match (hide, mode) {
-                    (false, _) => b,
-                    (true, Mode::Text) => b'*',
-                    (true, Mode::Digits) => b'0',
-                });
-            }
+            let at = out.len();
+            out.extend_from_slice(src);
+            hide(&mut out[at..at + keep], mode);
         }
         (Strategy::Hash, Mode::Text) => {
             let mac = key.mac_significant(src);
@@ -224,6 +230,40 @@ mod tests {
         let mut out = Vec::new();
         apply(s, m, src.as_bytes(), &Keyed::new(&[7; 32]), t, &mut out);
         String::from_utf8(out).expect("utf8")
+    }
+
+    /// The former per-byte formulation of redact / last4, as an oracle for the in-place one.
+    fn mask_naive(s: Strategy, mode: Mode, src: &[u8]) -> Vec<u8> {
+        let keep = match s {
+            Strategy::Last4 => last4_start(src, mode),
+            _ => src.len(),
+        };
+        src.iter()
+            .enumerate()
+            .map(|(i, &b)| match mode {
+                Mode::Text if i < keep && is_significant(b) => b'*',
+                Mode::Digits if i < keep && b.is_ascii_digit() => b'0',
+                _ => b,
+            })
+            .collect()
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn in_place_masking_matches_naive(
+            src in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40),
+            prefix in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..5),
+        ) {
+            for s in [Strategy::Redact, Strategy::Null, Strategy::Last4] {
+                for mode in [Mode::Text, Mode::Digits] {
+                    let mut out = prefix.clone();
+                    apply(s, mode, &src, &Keyed::new(&[7; 32]), None, &mut out);
+                    let mut expect = prefix.clone();
+                    expect.extend(mask_naive(s, mode, &src));
+                    proptest::prop_assert_eq!(out, expect);
+                }
+            }
+        }
     }
 
     #[test]

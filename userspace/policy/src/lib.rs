@@ -96,3 +96,42 @@ pub enum Dialect {
     /// MySQL / MariaDB.
     MySql,
 }
+
+/// A key for "the same statement with other literal values": the text with every literal
+/// replaced by a placeholder (LIMIT numbers kept), as used by the analysis cache. `None` when
+/// the lexer is not sure of the text (unterminated quotes, NUL bytes, ...): callers then fall
+/// back to the exact text. Used for session-scoped approvals.
+#[must_use]
+pub fn normalized_key(sql: &str, dialect: Dialect) -> Option<String> {
+    lexer::normalize(sql, dialect)
+}
+
+/// [`normalized_key`] for humans: placeholders shown as `?`, no control characters.
+#[must_use]
+pub fn normalized_display(sql: &str, dialect: Dialect) -> Option<String> {
+    let k = lexer::normalize(sql, dialect)?;
+    let body = k.get(2..).unwrap_or("");
+    Some(
+        body.replace("\0s", "?")
+            .replace("\0e", "?")
+            .replace("\0d", "?")
+            .replace("\0n", "?"),
+    )
+}
+
+#[cfg(test)]
+mod normalized_tests {
+    use super::*;
+
+    #[test]
+    fn literals_are_placeholders() {
+        let a = normalized_key("select * from t where id = 42", Dialect::Postgres).unwrap();
+        let b = normalized_key("select * from t where id = 7", Dialect::Postgres).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(
+            normalized_display("select * from t where n = 'x' limit 5", Dialect::Postgres).unwrap(),
+            "select * from t where n = ? limit 5"
+        );
+        assert!(normalized_key("select 'unterminated", Dialect::Postgres).is_none());
+    }
+}

@@ -3,7 +3,13 @@
 //! and forwarded upstream with the server's real key — so a client can cancel its own query and
 //! nothing else.
 
-use std::{collections::HashMap, net::SocketAddr, sync::Mutex};
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+};
+
+use tokio::sync::Notify;
 
 use bytes::{Bytes, BytesMut};
 use dbwarden_wire_pg::{BackendKeyData, Startup};
@@ -16,6 +22,17 @@ struct Entry {
     client_secret: Bytes,
     upstream: SocketAddr,
     server: Option<BackendKeyData>,
+    /// Woken by a matching CancelRequest: cancels a statement held for approval.
+    held: Arc<Notify>,
+}
+
+/// What a matching CancelRequest should act on.
+#[derive(Debug, Clone)]
+pub struct CancelTarget {
+    /// Upstream server and its real key (None before the server sent BackendKeyData).
+    pub server: Option<(SocketAddr, BackendKeyData)>,
+    /// The session's hold notifier.
+    pub held: Arc<Notify>,
 }
 
 /// Registry of live sessions' cancellation keys.
@@ -25,8 +42,9 @@ pub struct CancelRegistry {
 }
 
 impl CancelRegistry {
-    /// Mints a fresh key (unique pid, 32 random secret bytes) for a session to `upstream`.
-    pub fn mint(&self, upstream: SocketAddr) -> BackendKeyData {
+    /// Mints a fresh key (unique pid, 32 random secret bytes) for a session to `upstream`;
+    /// `held` is notified when the client cancels.
+    pub fn mint(&self, upstream: SocketAddr, held: Arc<Notify>) -> BackendKeyData {
         let mut rng = rand::thread_rng();
         let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         loop {
@@ -37,7 +55,7 @@ impl CancelRegistry {
             let mut secret = vec![0u8; 32];
             rng.fill_bytes(&mut secret);
             let secret = Bytes::from(secret);
-            map.insert(pid, Entry { client_secret: secret.clone(), upstream, server: None });
+            map.insert(pid, Entry { client_secret: secret.clone(), upstream, server: None, held });
             return BackendKeyData { pid, secret_key: secret };
         }
     }
@@ -56,14 +74,17 @@ impl CancelRegistry {
         self.inner.lock().unwrap_or_else(|p| p.into_inner()).remove(&pid);
     }
 
-    /// Looks up a client's cancel request; returns where and what to send.
-    pub fn lookup(&self, pid: i32, secret: &[u8]) -> Option<(SocketAddr, BackendKeyData)> {
+    /// Looks up a client's cancel request (secret compared in constant time).
+    pub fn lookup(&self, pid: i32, secret: &[u8]) -> Option<CancelTarget> {
         let map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let e = map.get(&pid)?;
         if !constant_time_eq(&e.client_secret, secret) {
             return None;
         }
-        Some((e.upstream, e.server.clone()?))
+        Some(CancelTarget {
+            server: e.server.clone().map(|k| (e.upstream, k)),
+            held: e.held.clone(),
+        })
     }
 }
 
@@ -94,12 +115,12 @@ mod tests {
     fn only_the_right_secret_cancels() {
         let r = CancelRegistry::default();
         let up: SocketAddr = "127.0.0.1:5432".parse().unwrap();
-        let k = r.mint(up);
-        assert!(r.lookup(k.pid, &k.secret_key).is_none(), "no server key yet");
+        let k = r.mint(up, Arc::new(Notify::new()));
+        assert!(r.lookup(k.pid, &k.secret_key).unwrap().server.is_none(), "no server key yet");
         let server = BackendKeyData { pid: 77, secret_key: Bytes::from_static(b"srvk") };
         let short = BackendKeyData { pid: k.pid, secret_key: k.secret_key.slice(..4) };
         r.bind(&short, server.clone());
-        assert_eq!(r.lookup(k.pid, &k.secret_key[..4]), Some((up, server)));
+        assert_eq!(r.lookup(k.pid, &k.secret_key[..4]).unwrap().server, Some((up, server)));
         assert!(r.lookup(k.pid, b"nope").is_none());
         assert!(r.lookup(k.pid + 1, &k.secret_key[..4]).is_none());
         r.remove(k.pid);

@@ -27,7 +27,7 @@ use tokio::{
         tcp::{OwnedReadHalf, OwnedWriteHalf},
         TcpStream,
     },
-    sync::Mutex as AsyncMutex,
+    sync::{Mutex as AsyncMutex, Notify},
 };
 use tracing::{debug, info, warn};
 
@@ -37,6 +37,7 @@ use super::{
     Totals,
 };
 use crate::{pipeline::SessionInfo, server::Shared};
+use dbwarden_approvals::{ApprovalRequest, Decision as ApprovalDecision, SessionGrants};
 
 const READ_CHUNK: usize = 64 * 1024;
 /// Write the output batch once it exceeds this even mid-read (keeps memory bounded when one
@@ -70,7 +71,8 @@ pub async fn run(
     shared: Arc<Shared>,
 ) -> Result<Totals, (Totals, String)> {
     let client_addr = client.peer_addr().map(|a| a.to_string()).unwrap_or_default();
-    let key = shared.cancel.mint(upstream);
+    let held_notify = Arc::new(Notify::new());
+    let key = shared.cancel.mint(upstream, held_notify.clone());
     let key_pid = key.pid;
     let proxy = match Proxy::new(ProxyConfig::new(nonce(), key)) {
         Ok(p) => Arc::new(std::sync::Mutex::new(p)),
@@ -93,6 +95,7 @@ pub async fn run(
         counters.clone(),
         rec.clone(),
         client_addr,
+        held_notify,
     );
     let s2c = server_to_client(sr, cw.clone(), proxy.clone(), shared.clone(), counters.clone(), rec.clone());
     let (first, reason) = {
@@ -151,9 +154,11 @@ async fn client_to_server(
     counters: Counters,
     rec: SharedRecording,
     client_addr: String,
+    held_notify: Arc<Notify>,
 ) -> Result<(), String> {
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut out = BytesMut::new();
+    let mut grants = SessionGrants::new();
     loop {
         buf.reserve(READ_CHUNK);
         let n = cr.read_buf(&mut buf).await.map_err(|e| format!("client read: {e}"))?;
@@ -243,26 +248,48 @@ async fn client_to_server(
                     w.write_all(&b).await.map_err(|e| format!("client write: {e}"))?;
                 }
                 ClientAction::Decide(pending) => {
-                    let decision = {
-                        let i = info.read().await;
-                        shared.pipeline.decide_pg(&pending, &i)
-                    };
+                    let session = info.read().await.clone();
+                    let decision = shared.pipeline.decide_pg(&pending, &session);
+                    let stmt = pending.request().0;
+                    let sql = pending.sql().unwrap_or("<fast-path function call>").to_string();
+                    let held = matches!(decision.verdict.action, dbwarden_policy::Action::RequireApproval { .. });
                     if let Some(r) = rec.get() {
-                        let sql = pending.sql().unwrap_or("<fast-path function call>");
-                        let action = match &decision.wire {
-                            Verdict::Allow => dbwarden_record::Action::Allow,
-                            Verdict::Refuse(_) => dbwarden_record::Action::Deny,
+                        let action = match (&decision.wire, held) {
+                            (_, true) => dbwarden_record::Action::Hold,
+                            (Verdict::Allow, _) => dbwarden_record::Action::Allow,
+                            (Verdict::Refuse(_), _) => dbwarden_record::Action::Deny,
                         };
                         r.decided(
-                            pending.request().0,
-                            sql,
+                            stmt,
+                            &sql,
                             action,
                             Some(decision.verdict.rule.clone()),
                             Some(decision.verdict.message.clone()),
                             decision.verdict.tags.clone(),
                         );
                     }
-                    let verdict = decision.wire;
+                    let verdict = if let dbwarden_policy::Action::RequireApproval { timeout } = decision.verdict.action {
+                        // Flush what is already decided before waiting.
+                        if !out.is_empty() {
+                            counters.0.fetch_add(out.len() as u64, Ordering::Relaxed);
+                            sw.write_all(&out).await.map_err(|e| format!("server write: {e}"))?;
+                            out.clear();
+                        }
+                        let h = Hold {
+                            shared: &shared,
+                            session: &session,
+                            rule: &decision.verdict.rule,
+                            sql: &sql,
+                            stmt,
+                            timeout,
+                            cw: &cw,
+                            held: &held_notify,
+                            rec: rec.get(),
+                        };
+                        h.wait(&mut cr, &mut buf, &mut grants).await?
+                    } else {
+                        decision.wire
+                    };
                     let bytes = lock(&proxy)
                         .decide(pending, verdict)
                         .map_err(|e| format!("decide: {e}"))?;
@@ -270,10 +297,15 @@ async fn client_to_server(
                 }
                 ClientAction::Cancel { pid, secret_key } => {
                     match shared.cancel.lookup(pid, &secret_key) {
-                        Some((upstream, key)) => {
-                            info!(%upstream, "forwarding cancel request");
-                            if let Err(e) = cancel::forward_cancel(upstream, &key).await {
-                                warn!(error = %e, "cancel forwarding failed");
+                        Some(t) => {
+                            // A statement held for approval is cancelled here; one running on
+                            // the server is cancelled there.
+                            t.held.notify_one();
+                            if let Some((upstream, key)) = t.server {
+                                info!(%upstream, "forwarding cancel request");
+                                if let Err(e) = cancel::forward_cancel(upstream, &key).await {
+                                    warn!(error = %e, "cancel forwarding failed");
+                                }
                             }
                         }
                         None => warn!("cancel request with an unknown key ignored"),
@@ -402,5 +434,139 @@ async fn server_to_client(
             cw.lock().await.write_all(&out).await.map_err(|e| format!("client write: {e}"))?;
             out.clear();
         }
+    }
+}
+
+/// Largest amount of pipelined client data buffered while a statement is held.
+const HOLD_BUFFER_LIMIT: usize = 1 << 20;
+
+/// A statement held for a human's decision.
+struct Hold<'a> {
+    shared: &'a Shared,
+    session: &'a SessionInfo,
+    rule: &'a str,
+    sql: &'a str,
+    stmt: u64,
+    timeout: std::time::Duration,
+    cw: &'a ClientWriter,
+    held: &'a Notify,
+    rec: Option<&'a SessionRecording>,
+}
+
+impl Hold<'_> {
+    /// Waits for the decision while watching the client: a disconnect ends the session (the
+    /// request is recorded as cancelled), a CancelRequest cancels the statement, pipelined
+    /// bytes are kept for later. Returns what to do with the statement.
+    async fn wait(self, cr: &mut OwnedReadHalf, buf: &mut BytesMut, grants: &mut SessionGrants) -> Result<Verdict, String> {
+        let masker = &self.shared.pipeline.masker;
+        let key = dbwarden_policy::normalized_key(self.sql, dbwarden_policy::Dialect::Postgres)
+            .unwrap_or_else(|| self.sql.to_string());
+        if grants.is_granted(&key) {
+            info!(stmt = self.stmt, rule = self.rule, "approved earlier for this session");
+            if let Some(r) = self.rec {
+                r.approval(self.stmt, false, Some(dbwarden_record::Action::Allow), Some("session grant".into()), None, Some(0));
+            }
+            return Ok(Verdict::Allow);
+        }
+        let masked = masker.mask_str(self.sql).into_owned();
+        let ident = &self.session.ident;
+        let mut labels = String::new();
+        for (k, v) in &ident.labels {
+            labels.push_str(&format!(" {k}={v}"));
+        }
+        let req = ApprovalRequest {
+            session_id: self.session.id,
+            rule: self.rule.to_string(),
+            statement: masked.clone(),
+            normalized: dbwarden_policy::normalized_display(&masked, dbwarden_policy::Dialect::Postgres).unwrap_or_else(|| masked.clone()),
+            identity_summary: format!(
+                "pid {} uid {} ({}) exe {} cgroup {}{}",
+                ident.pid,
+                ident.uid,
+                ident.user.as_deref().unwrap_or("?"),
+                ident.exe,
+                ident.cgroup,
+                labels
+            ),
+            target: format!(
+                "postgres://{}@{}/{}",
+                self.session.db_user.as_deref().unwrap_or(""),
+                ident.original_dst,
+                self.session.database.as_deref().unwrap_or("")
+            ),
+            timeout: self.timeout,
+        };
+        let mut pending = match self.shared.approvals.request(req) {
+            Ok(p) => p,
+            Err(e) => {
+                warn!(error = %e, "cannot hold the statement for approval; refusing it");
+                return Ok(Verdict::Refuse(ErrorResponse::insufficient_privilege(
+                    format!("dbwarden: statement needs approval (rule \"{}\") but no approval can be requested now", self.rule),
+                    None,
+                    None,
+                )));
+            }
+        };
+        let id = pending.id().to_string();
+        info!(approval = %id, stmt = self.stmt, rule = self.rule, "statement held for approval");
+        if let Some(r) = self.rec {
+            r.approval(self.stmt, true, None, None, None, None);
+        }
+        let mut nb = BytesMut::new();
+        let notice = dbwarden_wire_pg::NoticeResponse::notice(format!(
+            "dbwarden: statement held for approval #{id} (rule \"{}\"); waiting up to {}s for a human to decide",
+            self.rule,
+            self.timeout.as_secs()
+        ));
+        if notice.encode(&mut nb).is_ok() {
+            let mut w = self.cw.lock().await;
+            let _ = w.write_all(&nb).await;
+        }
+        let started = std::time::Instant::now();
+        let decision = loop {
+            let can_read = buf.len() < HOLD_BUFFER_LIMIT;
+            tokio::select! {
+                d = pending.wait() => break d,
+                _ = self.held.notified() => break pending.cancel("cancelled by the client"),
+                n = cr.read_buf(buf), if can_read => match n {
+                    Ok(0) | Err(_) => {
+                        drop(pending);
+                        if let Some(r) = self.rec {
+                            r.approval(self.stmt, false, Some(dbwarden_record::Action::Deny), None,
+                                Some("client disconnected while waiting".into()), Some(started.elapsed().as_millis() as u64));
+                        }
+                        return Err(format!("client disconnected while approval #{id} was pending"));
+                    }
+                    Ok(_) => {}
+                },
+            }
+        };
+        let waited = started.elapsed().as_millis() as u64;
+        let allowed = decision.is_approved();
+        info!(approval = %id, outcome = decision.outcome(), approver = decision.approver().unwrap_or(""), waited_ms = waited, "approval resolved");
+        if let Some(r) = self.rec {
+            r.approval(
+                self.stmt,
+                false,
+                Some(if allowed { dbwarden_record::Action::Allow } else { dbwarden_record::Action::Deny }),
+                decision.approver().map(str::to_string),
+                Some(decision.summary()),
+                Some(waited),
+            );
+        }
+        Ok(match &decision {
+            ApprovalDecision::Approved { .. } => {
+                grants.apply(&decision, &key);
+                Verdict::Allow
+            }
+            ApprovalDecision::Cancelled { .. } => Verdict::Refuse(ErrorResponse::query_canceled(format!(
+                "canceling statement due to user request (dbwarden approval #{id} cancelled)"
+            ))),
+            _ => Verdict::Refuse(ErrorResponse::insufficient_privilege(
+                format!("dbwarden: statement {} (approval #{id}, rule \"{}\")", decision.summary(), self.rule),
+                None,
+                None,
+            )),
+        })
     }
 }

@@ -247,6 +247,26 @@ impl SessionRecording {
         }));
     }
 
+    /// An approval event for statement `stmt`.
+    pub fn approval(
+        &self,
+        stmt: u64,
+        requested: bool,
+        decision: Option<Action>,
+        approver: Option<String>,
+        reason: Option<String>,
+        waited_ms: Option<u64>,
+    ) {
+        self.put(RecordBody::Approval(record::Approval {
+            stmt,
+            event: if requested { record::ApprovalKind::Requested } else { record::ApprovalKind::Decided },
+            decision,
+            approver,
+            reason: reason.map(|r| self.masker.mask_str(&r).into_owned()),
+            waited_ms,
+        }));
+    }
+
     /// A notice from the server (already masked text).
     pub fn notice(&self, severity: &str, message: &str) {
         self.put(RecordBody::Notice(Notice {

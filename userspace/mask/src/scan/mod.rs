@@ -1,13 +1,19 @@
 //! Block-wise candidate scanner: the hot path.
 //!
-//! Input is processed in 64-byte chunks. An ISA-specific *classifier* ([`x86`] for SSE2/AVX2, or the
-//! portable table-driven [`classify_scalar`]) turns a chunk into four 64-bit masks (digits, separators,
-//! uppercase letters, `@`). Everything after that is portable integer code on those masks:
+//! Input is processed in 64-byte chunks. An ISA-specific *classifier* ([`x86`] for SSE2/AVX2/AVX-512BW,
+//! or the portable table-driven [`classify_scalar`]) turns a chunk into five 64-bit masks (digits,
+//! separators, dashes, uppercase letters, `@`). Everything after that is portable integer code on those
+//! masks, and chunk `k` is processed only once chunk `k + 1` is classified, so every look-ahead across a
+//! chunk boundary is a shift of the next chunk's masks (no scalar re-reads of the input):
 //!
 //! * a separator counts only when sandwiched between two digits, so `digits | sandwiched separators`
-//!   marks exactly the *stretches* (digit groups joined by single separators) the PAN/SSN validators
-//!   want; runs shorter than the minimum (13 bytes, or 11 with the SSN detector) are rejected with a few
-//!   shift-and operations, so a chunk without a long run costs no branch per byte;
+//!   marks exactly the *stretches* (digit groups joined by single separators) the PAN validator wants;
+//!   the starts of runs at least `min_stretch` long are found with a doubling shift-and
+//!   (`r = m & m>>1; r &= r>>2; r &= r>>4; r &= r>>(t-8)`), so a chunk without a long run costs no
+//!   branch per byte and the per-run loop visits long runs only;
+//! * SSN candidates are the exact `ddd-dd-dddd` shape as whole digit groups, computed for all 64
+//!   positions at once from the digit and dash masks (so dates, phone numbers and order ids never reach
+//!   a validator);
 //! * IBAN starts are `upper & upper>>1 & digit>>2 & digit>>3`;
 //! * `@` bits nominate email candidates.
 //!
@@ -19,28 +25,33 @@
 mod x86;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
-/// Per-chunk classification: bit `i` describes byte `i` of the chunk.
+/// Per-chunk classification: bit `i` describes byte `i` of the chunk. Bytes past the end of the input
+/// classify as nothing (all bits 0).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Masks {
     /// ASCII `0`–`9`.
     pub digit: u64,
     /// Space or `-`.
     pub sep: u64,
-    /// ASCII `A`–`Z`.
+    /// `-` (subset of `sep`; only computed when SSN candidates are wanted).
+    pub dash: u64,
+    /// ASCII `A`–`Z` (only computed when IBAN candidates are wanted).
     pub upper: u64,
-    /// `@`.
+    /// `@` (only computed when email candidates are wanted).
     pub at: u64,
 }
 
 /// Which candidate kinds a scan must report.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Want {
-    /// Minimum stretch length in bytes to report (0 = no stretch events).
+    /// Minimum stretch length in bytes to report (0 = no stretch events; otherwise 8..=16).
     pub min_stretch: usize,
     /// Minimum number of digits in a reported stretch.
     pub min_digits: u32,
+    /// Report `ddd-dd-dddd` SSN shapes.
+    pub ssn: bool,
     /// Report IBAN start candidates.
     pub iban: bool,
     /// Report `@` positions.
@@ -50,8 +61,12 @@ pub(crate) struct Want {
 /// A candidate found by the scanner.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Event {
-    /// An exact stretch `start..end` at least `min_stretch` bytes long.
+    /// An exact stretch `start..end` at least `min_stretch` bytes long with at least `min_digits`
+    /// digits.
     Stretch(usize, usize),
+    /// `ddd-dd-dddd` starts here, as three whole digit groups of its stretch: no digit right before or
+    /// after it, and not joined by a dash to a further digit group on either side.
+    Ssn(usize),
     /// `[A-Z]{2}[0-9]{2}` starts here.
     Iban(usize),
     /// An `@` byte.
@@ -60,8 +75,9 @@ pub(crate) enum Event {
 
 const F_DIGIT: u8 = 1;
 const F_SEP: u8 = 2;
-const F_UPPER: u8 = 4;
-const F_AT: u8 = 8;
+const F_DASH: u8 = 4;
+const F_UPPER: u8 = 8;
+const F_AT: u8 = 16;
 
 static CLASS: [u8; 256] = {
     let mut t = [0u8; 256];
@@ -70,8 +86,10 @@ static CLASS: [u8; 256] = {
         let b = i as u8;
         t[i] = if b.is_ascii_digit() {
             F_DIGIT
-        } else if b == b' ' || b == b'-' {
+        } else if b == b' ' {
             F_SEP
+        } else if b == b'-' {
+            F_SEP | F_DASH
         } else if b.is_ascii_uppercase() {
             F_UPPER
         } else if b == b'@' {
@@ -84,16 +102,17 @@ static CLASS: [u8; 256] = {
     t
 };
 
-/// Portable classifier.
+/// Portable classifier (computes every mask regardless of `want`).
 #[inline(always)]
-pub(crate) fn classify_scalar(chunk: &[u8; 64]) -> Masks {
+pub(crate) fn classify_scalar(chunk: &[u8; 64], _want: Want) -> Masks {
     let mut m = Masks::default();
     for (i, &b) in chunk.iter().enumerate() {
         let c = CLASS[usize::from(b)];
         m.digit |= u64::from(c & F_DIGIT) << i;
         m.sep |= u64::from((c & F_SEP) >> 1) << i;
-        m.upper |= u64::from((c & F_UPPER) >> 2) << i;
-        m.at |= u64::from((c & F_AT) >> 3) << i;
+        m.dash |= u64::from((c & F_DASH) >> 2) << i;
+        m.upper |= u64::from((c & F_UPPER) >> 3) << i;
+        m.at |= u64::from((c & F_AT) >> 4) << i;
     }
     m
 }
@@ -106,9 +125,12 @@ pub(crate) enum Isa {
     /// x86-64 baseline (always present on x86-64).
     #[cfg(target_arch = "x86_64")]
     Sse2,
-    /// x86-64 with AVX2 (verified with `is_x86_feature_detected!` when constructed).
+    /// x86-64 with AVX2, POPCNT, BMI1/2, LZCNT (verified with `is_x86_feature_detected!` before use).
     #[cfg(target_arch = "x86_64")]
     Avx2,
+    /// x86-64 with AVX-512F + AVX-512BW on top of [`Isa::Avx2`] (verified before use).
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
 }
 
 impl Isa {
@@ -116,7 +138,10 @@ impl Isa {
     pub(crate) fn detect() -> Isa {
         #[cfg(target_arch = "x86_64")]
         {
-            if std::is_x86_feature_detected!("avx2") {
+            if x86::has_avx512() {
+                return Isa::Avx512;
+            }
+            if x86::has_avx2() {
                 return Isa::Avx2;
             }
             Isa::Sse2
@@ -134,15 +159,20 @@ impl Isa {
         #[cfg(target_arch = "x86_64")]
         {
             v.push(Isa::Sse2);
-            if std::is_x86_feature_detected!("avx2") {
+            if x86::has_avx2() {
                 v.push(Isa::Avx2);
+            }
+            if x86::has_avx512() {
+                v.push(Isa::Avx512);
             }
         }
         v
     }
 
-    /// Scan `input`, calling `sink` for every candidate `want` asks for.
-    pub(crate) fn scan(self, input: &[u8], want: Want, sink: &mut dyn FnMut(Event)) {
+    /// Scan `input`, calling `sink` for every candidate `want` asks for. Events of one kind come in
+    /// increasing position order; kinds are interleaved chunk by chunk.
+    #[inline]
+    pub(crate) fn scan<F: FnMut(Event)>(self, input: &[u8], want: Want, sink: &mut F) {
         if want == Want::default() {
             return;
         }
@@ -152,73 +182,148 @@ impl Isa {
             Isa::Sse2 => x86::scan_sse2(input, want, sink),
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => x86::scan_avx2(input, want, sink),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => x86::scan_avx512(input, want, sink),
         }
     }
 }
 
-/// `true` if `x` has a run of at least `t` (8 ≤ t ≤ 16) consecutive set bits.
+/// Bit `i` set iff bits `i..i + t` of `x` are all set (8 ≤ t ≤ 16): the starts of `t`-windows.
 #[inline(always)]
-fn has_run_ge(x: u64, t: usize) -> bool {
+fn windows(x: u64, t: usize) -> u64 {
     let y = x & (x >> 1);
     let y = y & (y >> 2);
     let y = y & (y >> 4);
-    y & (y >> (t - 8)) != 0
+    y & (y >> (t - 8))
 }
 
-/// Mask with the low `n` bits set (n ≤ 64).
+/// `(hi:lo) >> k` truncated to 64 bits (0 < k < 64): look-ahead into the next chunk.
 #[inline(always)]
-fn low_bits(n: u32) -> u64 {
-    if n >= 64 {
-        u64::MAX
+fn ahead(lo: u64, hi: u64, k: u32) -> u64 {
+    (lo >> k) | (hi << (64 - k))
+}
+
+/// `(lo:prev) << k` truncated to 64 bits (0 < k < 64): look-back into the previous chunk.
+#[inline(always)]
+fn behind(lo: u64, prev: u64, k: u32) -> u64 {
+    (lo << k) | (prev >> (64 - k))
+}
+
+/// Hide the provenance of the masks from the optimiser. Without this, LLVM keeps `movemask` results
+/// that are carried to the next loop iteration as `<64 x i1>` vectors and rebuilds them byte by byte
+/// (`vpinsrb` chains, ~150 extra instructions per chunk, seen in the AVX2 loop's disassembly).
+#[inline(always)]
+fn opaque<const LEAN: bool>(m: Masks) -> Masks {
+    if LEAN {
+        Masks {
+            digit: std::hint::black_box(m.digit),
+            sep: std::hint::black_box(m.sep),
+            ..Masks::default()
+        }
     } else {
-        (1u64 << n) - 1
+        Masks {
+            digit: std::hint::black_box(m.digit),
+            sep: std::hint::black_box(m.sep),
+            dash: std::hint::black_box(m.dash),
+            upper: std::hint::black_box(m.upper),
+            at: std::hint::black_box(m.at),
+        }
     }
 }
 
-/// Class flags of the byte at `i`, 0 past the end.
-#[inline(always)]
-fn class_at(input: &[u8], i: usize) -> u8 {
-    input.get(i).map_or(0, |&b| CLASS[usize::from(b)])
-}
-
 /// Scan state carried from one chunk to the next.
+#[derive(Default)]
 struct State {
     /// Start of the stretch that reaches the end of the previous chunk.
     run_start: Option<usize>,
     /// Digits of that stretch seen so far.
     run_digits: u32,
-    /// Digit bit 63 of the previous chunk.
-    prev_digit_top: u64,
+    /// Digit mask of the previous chunk (zero before the first).
+    prev_digit: u64,
+    /// Dash mask of the previous chunk (zero before the first).
+    prev_dash: u64,
 }
 
-/// The portable chunk loop; `classify` is inlined into the ISA-specific callers.
+/// The portable chunk loop; `classify` is inlined into the ISA-specific callers. Two variants are
+/// compiled per ISA: a lean one for stretch events only (the PAN-only masker: no dash, uppercase or `@`
+/// masks are computed or carried) and a general one.
+///
+/// Chunk `k` is stepped once chunk `k + 1` is classified; the final partial chunk is copied into a
+/// zero-padded 64-byte buffer and classified by the same classifier (NUL classifies as nothing).
 #[inline(always)]
-pub(crate) fn drive<C: Fn(&[u8; 64]) -> Masks>(
+pub(crate) fn drive<C: Fn(&[u8; 64], Want) -> Masks, F: FnMut(Event)>(
     input: &[u8],
     want: Want,
     classify: C,
-    sink: &mut dyn FnMut(Event),
+    sink: &mut F,
+) {
+    if want.ssn || want.iban || want.at {
+        drive_variant::<false, C, F>(input, want, classify, sink);
+    } else {
+        drive_variant::<true, C, F>(input, want, classify, sink);
+    }
+}
+
+/// [`drive`] for one variant; `LEAN` = stretch events only.
+#[inline(always)]
+fn drive_variant<const LEAN: bool, C: Fn(&[u8; 64], Want) -> Masks, F: FnMut(Event)>(
+    input: &[u8],
+    want: Want,
+    classify: C,
+    sink: &mut F,
 ) {
     debug_assert!(want.min_stretch == 0 || (8..=16).contains(&want.min_stretch));
-    let mut st = State {
-        run_start: None,
-        run_digits: 0,
-        prev_digit_top: 0,
+    if input.is_empty() {
+        return;
+    }
+    // In the lean variant the flags are compile-time constants, so the classifier and `step` drop the
+    // unused masks and code.
+    let want = if LEAN {
+        Want {
+            ssn: false,
+            iban: false,
+            at: false,
+            ..want
+        }
+    } else {
+        want
     };
-    let mut chunks = input.chunks_exact(64);
-    let mut base = 0;
-    for chunk in chunks.by_ref() {
-        let chunk: &[u8; 64] = chunk
+    let mut st = State::default();
+    let full = input.len() / 64;
+    let chunks = input.len().div_ceil(64);
+    let classify_at = |k: usize| -> Masks {
+        if k < full {
+            let chunk: &[u8; 64] = input[64 * k..64 * k + 64]
+                .try_into()
+                .unwrap_or_else(|_| unreachable!("64-byte slice"));
+            classify(chunk, want)
+        } else if k < chunks {
+            let rest = &input[64 * k..];
+            let mut pad = [0u8; 64];
+            pad[..rest.len()].copy_from_slice(rest);
+            classify(&pad, want)
+        } else {
+            Masks::default()
+        }
+    };
+    let mut cur = classify_at(0);
+    let mut k = 0;
+    // Hot loop: the next chunk is a full one.
+    for next_chunk in input.chunks_exact(64).skip(1) {
+        let next_chunk: &[u8; 64] = next_chunk
             .try_into()
             .unwrap_or_else(|_| unreachable!("chunks_exact(64)"));
-        let m = classify(chunk);
-        step(&mut st, input, base, m, want, sink);
-        base += 64;
+        let next = opaque::<LEAN>(classify(next_chunk, want));
+        step(&mut st, 64 * k, cur, next, want, sink);
+        cur = next;
+        k += 1;
     }
-    let rest = chunks.remainder();
-    if !rest.is_empty() {
-        let m = classify_tail(rest);
-        step(&mut st, input, base, m, want, sink);
+    // The last one or two chunks (a partial tail and/or the end of the input).
+    while k < chunks {
+        let next = classify_at(k + 1);
+        step(&mut st, 64 * k, cur, next, want, sink);
+        cur = next;
+        k += 1;
     }
     if let Some(s) = st.run_start {
         if input.len() - s >= want.min_stretch && st.run_digits >= want.min_digits {
@@ -227,98 +332,112 @@ pub(crate) fn drive<C: Fn(&[u8; 64]) -> Masks>(
     }
 }
 
-/// Classify the final partial chunk (zero padding classifies as nothing).
-#[cold]
-#[inline(never)]
-fn classify_tail(rest: &[u8]) -> Masks {
-    let mut pad = [0u8; 64];
-    pad[..rest.len()].copy_from_slice(rest);
-    classify_scalar(&pad)
-}
-
-/// Process the masks of the chunk at `base`.
+/// Process the masks `m` of the chunk at `base`; `n` are the masks of the following chunk.
 #[inline(always)]
-fn step(
-    st: &mut State,
-    input: &[u8],
-    base: usize,
-    m: Masks,
-    want: Want,
-    sink: &mut dyn FnMut(Event),
-) {
+fn step<F: FnMut(Event)>(st: &mut State, base: usize, m: Masks, n: Masks, want: Want, sink: &mut F) {
+    let d = m.digit;
     let thr = want.min_stretch;
     if thr != 0 {
-        let d = m.digit;
-        let next_digit = u64::from(class_at(input, base + 64) & F_DIGIT);
-        let prev = (d << 1) | st.prev_digit_top;
-        let next = (d >> 1) | (next_digit << 63);
-        let v = d | (m.sep & prev & next);
-        st.prev_digit_top = d >> 63;
-        let mut rest = v;
-        let mut whole = false;
-        if let Some(s) = st.run_start {
-            let lead = v.trailing_ones();
-            st.run_digits += (d & low_bits(lead)).count_ones();
-            if lead == 64 {
-                whole = true;
-            } else {
-                let e = base + lead as usize;
-                if e - s >= thr && st.run_digits >= want.min_digits {
-                    sink(Event::Stretch(s, e));
-                }
-                st.run_start = None;
-                rest = v & !low_bits(lead);
-            }
+        let v = d | (m.sep & behind(d, st.prev_digit, 1) & ahead(d, n.digit, 1));
+        // Fast path (most chunks): no stretch carried in, none reaching the next chunk, no long one.
+        if st.run_start.is_some() || (v >> 63) != 0 || windows(v, thr) != 0 {
+            stretches(st, base, d, v, want, sink);
         }
-        if !whole && rest != 0 {
-            let top = rest.leading_ones();
-            let inner = rest & low_bits(64 - top);
-            if top > 0 {
-                st.run_start = Some(base + 64 - top as usize);
-                st.run_digits = (d & !low_bits(64 - top)).count_ones();
-            }
-            if inner != 0 && has_run_ge(inner, thr) {
-                let mut x = inner;
-                while x != 0 {
-                    let s = x.trailing_zeros();
-                    let n = (x >> s).trailing_ones();
-                    let run = low_bits(n) << s;
-                    if n as usize >= thr && (d & run).count_ones() >= want.min_digits {
-                        let s = base + s as usize;
-                        sink(Event::Stretch(s, s + n as usize));
-                    }
-                    x &= !run;
-                }
+    }
+    if want.ssn {
+        let (h, nd, nh) = (m.dash, n.digit, n.dash);
+        let dk = |k: u32| ahead(d, nd, k);
+        let hk = |k: u32| ahead(h, nh, k);
+        let shape = d
+            & dk(1)
+            & dk(2)
+            & hk(3)
+            & dk(4)
+            & dk(5)
+            & hk(6)
+            & dk(7)
+            & dk(8)
+            & dk(9)
+            & dk(10);
+        if shape != 0 {
+            // Whole groups: no digit right before or after, and no dash-joined group on either side.
+            let (pd, ph) = (st.prev_digit, st.prev_dash);
+            let mut p = shape
+                & !dk(11)
+                & !(hk(11) & dk(12))
+                & !behind(d, pd, 1)
+                & !(behind(h, ph, 1) & behind(d, pd, 2));
+            while p != 0 {
+                sink(Event::Ssn(base + p.trailing_zeros() as usize));
+                p &= p - 1;
             }
         }
     }
     if want.iban {
-        let (u, d) = (m.upper, m.digit);
-        let mut p = if u >> 62 != 0 {
-            // Candidates at 61..63 need up to three bytes of the next chunk.
-            let mut ue = u128::from(u);
-            let mut de = u128::from(d);
-            for k in 0..3 {
-                let c = class_at(input, base + 64 + k);
-                ue |= u128::from((c & F_UPPER) >> 2) << (64 + k);
-                de |= u128::from(c & F_DIGIT) << (64 + k);
-            }
-            (ue & (ue >> 1) & (de >> 2) & (de >> 3)) as u64
-        } else {
-            u & (u >> 1) & (d >> 2) & (d >> 3)
-        };
+        let u = m.upper;
+        let mut p = u & ahead(u, n.upper, 1) & ahead(d, n.digit, 2) & ahead(d, n.digit, 3);
         while p != 0 {
-            let i = p.trailing_zeros() as usize;
-            sink(Event::Iban(base + i));
+            sink(Event::Iban(base + p.trailing_zeros() as usize));
             p &= p - 1;
         }
     }
     if want.at {
         let mut a = m.at;
         while a != 0 {
-            let i = a.trailing_zeros() as usize;
-            sink(Event::At(base + i));
+            sink(Event::At(base + a.trailing_zeros() as usize));
             a &= a - 1;
         }
+    }
+    st.prev_digit = d;
+    st.prev_dash = m.dash;
+}
+
+/// Stretch events of one chunk: `v` is its stretch mask, `d` its digit mask.
+#[inline(always)]
+fn stretches<F: FnMut(Event)>(
+    st: &mut State,
+    base: usize,
+    d: u64,
+    v: u64,
+    want: Want,
+    sink: &mut F,
+) {
+    let thr = want.min_stretch;
+    let mut rest = v;
+    if let Some(s) = st.run_start {
+        // The block of trailing ones continues the carried stretch.
+        let lead = v & !v.wrapping_add(1);
+        st.run_digits += (d & lead).count_ones();
+        if lead == u64::MAX {
+            return;
+        }
+        let e = base + lead.count_ones() as usize;
+        if e - s >= thr && st.run_digits >= want.min_digits {
+            sink(Event::Stretch(s, e));
+        }
+        st.run_start = None;
+        rest = v & !lead;
+    }
+    if (rest >> 63) != 0 {
+        // A stretch reaches the next chunk: carry it.
+        let top = rest.leading_ones();
+        let keep = u64::MAX.checked_shr(top).unwrap_or(0);
+        st.run_start = Some(base + 64 - top as usize);
+        st.run_digits = (d & !keep).count_ones();
+        rest &= keep;
+    }
+    // `rest` now holds runs that start and end inside this chunk; the lowest window start of each long
+    // run is that run's first byte.
+    let mut w = windows(rest, thr);
+    while w != 0 {
+        let s = w.trailing_zeros();
+        let from = rest >> s;
+        // The run is the block of trailing ones of `from` (it ends before bit 64 - s).
+        let run = (from & !from.wrapping_add(1)) << s;
+        if (d & run).count_ones() >= want.min_digits {
+            let s = base + s as usize;
+            sink(Event::Stretch(s, s + run.count_ones() as usize));
+        }
+        w &= !run;
     }
 }
