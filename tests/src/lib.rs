@@ -420,3 +420,144 @@ pub fn pins_under(dir: &Path) -> Vec<PathBuf> {
     walk(dir, &mut v);
     v
 }
+
+// ---------------------------------------------------------------------------------------------
+// Helpers for the PostgreSQL proxy tests (tests/tests/pg_proxy.rs).
+
+/// Runs `cmd` to completion with `stdin` fed to it, killing it and panicking (with whatever it
+/// printed) if it takes longer than `timeout`. Never hangs a test on a stuck client.
+#[track_caller]
+pub fn output_timeout(mut cmd: Command, stdin: Option<Vec<u8>>, timeout: Duration) -> Output {
+    use std::io::{Read, Write};
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    let feeder = stdin.map(|data| {
+        let mut w = child.stdin.take().unwrap();
+        std::thread::spawn(move || {
+            let _ = w.write_all(&data);
+        })
+    });
+    let mut so = child.stdout.take().unwrap();
+    let mut se = child.stderr.take().unwrap();
+    let t_out = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = so.read_to_end(&mut v);
+        v
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = se.read_to_end(&mut v);
+        v
+    });
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let out = t_out.join().unwrap();
+            let err = t_err.join().unwrap();
+            panic!(
+                "{cmd:?} did not finish within {timeout:?}\nstdout: {}\nstderr: {}",
+                String::from_utf8_lossy(&out),
+                String::from_utf8_lossy(&err)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    if let Some(f) = feeder {
+        let _ = f.join();
+    }
+    Output { status, stdout: t_out.join().unwrap(), stderr: t_err.join().unwrap() }
+}
+
+/// Polls `f` every 50 ms until it returns `Some`, panicking with `what` after `timeout`.
+#[track_caller]
+pub fn wait_until<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Base `psql` command to 127.0.0.1:5432 as postgres with `-X -At` (no `-c`, no ON_ERROR_STOP):
+/// inside the daemon's cgroup when `d` is given, directly otherwise.
+pub fn psql_cmd(d: Option<&Daemon>, db: &str) -> Command {
+    let mut c = match d {
+        Some(d) => d.agent("psql"),
+        None => Command::new("psql"),
+    };
+    c.args(["-h", "127.0.0.1", "-p", "5432", "-U", "postgres", "-d", db, "-X", "-At"])
+        .env("PGCONNECT_TIMEOUT", "10");
+    c
+}
+
+/// Runs the agent helper (`dbw-agent`) with `args`, inside the cgroup when `d` is given,
+/// directly otherwise, with a timeout.
+#[track_caller]
+pub fn agent_output(d: Option<&Daemon>, args: &[&str], timeout: Duration) -> Output {
+    let mut c = match d {
+        Some(d) => d.agent(agent_bin()),
+        None => Command::new(agent_bin()),
+    };
+    c.args(args);
+    output_timeout(c, None, timeout)
+}
+
+/// Resident memory of process `pid` in KiB (VmRSS from /proc), if it exists.
+pub fn vm_rss_kib(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// Whether process `pid` exists and is not a zombie.
+pub fn process_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(')').map(|(_, rest)| !rest.trim_start().starts_with('Z')))
+        .unwrap_or(false)
+}
+
+impl Daemon {
+    /// "session ended" events.
+    pub fn sessions_ended(&self) -> Vec<serde_json::Value> {
+        self.log_events()
+            .into_iter()
+            .filter(|e| e["message"] == "session ended")
+            .collect()
+    }
+
+    /// Waits until every started session has ended, then panics if any ended for a reason other
+    /// than a normal close (protocol error, desync, malformed message...).
+    #[track_caller]
+    pub fn assert_sessions_closed_cleanly(&self, timeout: Duration) {
+        self.wait_for_log(timeout, "all sessions to end", |ev| {
+            let started = ev.iter().filter(|e| e["message"] == "session started").count();
+            let ended = ev.iter().filter(|e| e["message"] == "session ended").count();
+            started > 0 && started == ended
+        });
+        let bad: Vec<_> = self
+            .sessions_ended()
+            .into_iter()
+            .filter(|e| e["reason"] != "closed")
+            .collect();
+        assert!(bad.is_empty(), "sessions ended abnormally: {bad:#?}\nlog:\n{}", self.log_text());
+    }
+
+    /// Number of "session started" events whose process name (`comm`) starts with `prefix`.
+    pub fn sessions_of(&self, comm_prefix: &str) -> usize {
+        self.sessions_started()
+            .iter()
+            .filter(|e| e["comm"].as_str().is_some_and(|c| c.starts_with(comm_prefix)))
+            .count()
+    }
+}

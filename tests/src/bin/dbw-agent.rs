@@ -9,6 +9,18 @@
 //! * `pg ADDR DB SQL` — tokio-postgres over a socket we connected ourselves; prints the peer
 //!   address and the rows (simple query protocol).
 //! * `pg-extended ADDR DB SQL` — same with the extended protocol (prepared, binary results).
+//! * `pg-types ADDR DB` — binary parameters and results of int8, numeric, text, bytea, bool and
+//!   timestamptz round-tripped through a table; prints one line per value.
+//! * `pg-pipeline ADDR DB N` — N prepared-statement executions in flight at once (tokio-postgres
+//!   pipelines them), one of them failing; prints the results in order.
+//! * `pg-copy ADDR DB N` — COPY IN then COPY OUT of N rows, text and binary format; prints
+//!   counts and checksums.
+//! * `pg-cancel ADDR DB` — cancels a running `pg_sleep(10)` with the client's cancel token;
+//!   prints the SQLSTATE, the elapsed time and whether the session is still usable (JSON).
+//! * `pg-errors ADDR DB` — syntax errors then valid statements on one connection, simple and
+//!   extended protocol.
+//! * `raw ADDR HEX...` — connects, sends each hex chunk (reading the answer in between), prints
+//!   (hex and text) what it read until EOF or 10 s; JSON.
 
 use std::{
     io::{BufRead, BufReader, Write},
@@ -18,23 +30,107 @@ use std::{
 };
 
 fn main() {
+    if let Err(e) = real_main() {
+        eprintln!("dbw-agent: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn real_main() -> Res {
     let args: Vec<String> = std::env::args().collect();
-    let r = match args.get(1).map(String::as_str) {
+    match args.get(1).map(String::as_str) {
         Some("connect") => connect(&args[2], false, 0),
         Some("nonblocking") => connect(&args[2], true, 0),
         Some("hold") => connect(&args[2], false, args[3].parse().expect("ms")),
         Some("spawn-many") => spawn_many(&args[2], args[3].parse().expect("n"), &args[4]),
         Some("pg") => pg(&args[2], &args[3], &args[4], false),
         Some("pg-extended") => pg(&args[2], &args[3], &args[4], true),
-        _ => Err("usage: dbw-agent connect|nonblocking|hold|spawn-many|pg|pg-extended ...".into()),
-    };
-    if let Err(e) = r {
-        eprintln!("dbw-agent: {e}");
-        std::process::exit(1);
+        Some("pg-types") => pgx::run(pgx::types(args[2].clone(), args[3].clone())),
+        Some("pg-pipeline") => pgx::run(pgx::pipeline(args[2].clone(), args[3].clone(), args[4].parse()?)),
+        Some("pg-copy") => pgx::run(pgx::copy(args[2].clone(), args[3].clone(), args[4].parse()?)),
+        Some("pg-cancel") => pgx::run(pgx::cancel(args[2].clone(), args[3].clone())),
+        Some("pg-errors") => pgx::run(pgx::errors(args[2].clone(), args[3].clone())),
+        Some("raw") => raw(&args[2], &args[3..]),
+        _ => Err("usage: dbw-agent connect|nonblocking|hold|spawn-many|pg|pg-extended|pg-types|pg-pipeline|pg-copy|pg-cancel|pg-errors|raw ...".into()),
     }
 }
 
 type Res = Result<(), Box<dyn std::error::Error>>;
+
+#[path = "../agent/pgx.rs"]
+mod pgx;
+
+/// Connects, sends each `hex` chunk in turn (collecting the answer in between), and prints
+/// what came back until EOF or 10 s.
+fn raw(addr: &str, hex: &[String]) -> Res {
+    use std::io::Read;
+    let addr: SocketAddr = addr.parse()?;
+    let mut chunks = Vec::new();
+    for h in hex {
+        let h = h.as_bytes();
+        if h.len() % 2 != 0 {
+            return Err("odd number of hex digits".into());
+        }
+        let mut bytes = Vec::new();
+        for pair in h.chunks(2) {
+            bytes.push(u8::from_str_radix(std::str::from_utf8(pair)?, 16)?);
+        }
+        chunks.push(bytes);
+    }
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let mut write_error = None;
+    let mut sent = 0;
+    for (i, bytes) in chunks.iter().enumerate() {
+        if let Err(e) = s.write_all(bytes) {
+            write_error = Some(e.to_string());
+            break;
+        }
+        sent += bytes.len();
+        if i + 1 < chunks.len() {
+            // Between chunks: take the answer until the peer has been quiet for 300 ms (at
+            // most 5 s), so the next chunk arrives as a separate, later message.
+            let until = std::time::Instant::now() + Duration::from_secs(5);
+            s.set_read_timeout(Some(Duration::from_millis(300)))?;
+            while std::time::Instant::now() < until {
+                match s.read(&mut chunk) {
+                    Ok(0) => break,
+                    Ok(n) => got.extend_from_slice(&chunk[..n]),
+                    Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                        if !got.is_empty() {
+                            break;
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+    }
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let (eof, read_error) = loop {
+        match s.read(&mut chunk) {
+            Ok(0) => break (true, None),
+            Ok(n) => got.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break (true, Some(e.to_string())),
+            Err(e) => break (false, Some(e.to_string())),
+        }
+    };
+    let hexed: String = got.iter().map(|b| format!("{b:02x}")).collect();
+    println!(
+        "{}",
+        serde_json::json!({
+            "pid": std::process::id(),
+            "sent": sent,
+            "write_error": write_error,
+            "received_hex": hexed,
+            "received_text": String::from_utf8_lossy(&got),
+            "eof": eof,
+            "read_error": read_error,
+        })
+    );
+    Ok(())
+}
 
 fn connect(addr: &str, nonblocking: bool, hold_ms: u64) -> Res {
     let addr: SocketAddr = addr.parse()?;

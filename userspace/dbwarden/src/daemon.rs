@@ -62,6 +62,15 @@ pub fn main(args: RunArgs) -> i32 {
             return EXIT_USAGE;
         }
     };
+    // The policy is validated before anything is bound or attached: a bad policy is a
+    // configuration error (exit 2), named by file:line:column.
+    if let Err(e) = PolicySource::load(settings.policy.as_deref()).and_then(|src| {
+        crate::pipeline::validate(&src)
+    }) {
+        error!("policy error: {e:#}");
+        eprintln!("dbwarden: policy error: {e:#}");
+        return EXIT_USAGE;
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -164,6 +173,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         bpffs_dir = %settings.bpffs_dir.display(),
         "dbwarden ready"
     );
+    spawn_policy_reloader(shared.clone())?;
     let sd = shutdown.clone();
     tokio::spawn(async move {
         sd.cancelled().await;
@@ -174,6 +184,46 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     });
     server::run(listeners, shared, Duration::from_secs(10)).await;
     info!("stopped; interception stays attached (agents are refused until a daemon runs again)");
+    Ok(())
+}
+
+/// Reloads the policy on SIGHUP and whenever the policy file changes (polled every 2 s). An
+/// invalid policy is rejected with file:line:column and the old one stays in force.
+fn spawn_policy_reloader(shared: Arc<Shared>) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup())?;
+    let path = shared.settings.policy.clone();
+    tokio::spawn(async move {
+        let stamp = |p: &std::path::Path| {
+            std::fs::metadata(p).ok().map(|m| (m.modified().ok(), m.len()))
+        };
+        let mut last = path.as_deref().and_then(stamp);
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        loop {
+            let why = tokio::select! {
+                _ = hup.recv() => "SIGHUP",
+                _ = tick.tick() => {
+                    let Some(p) = path.as_deref() else { continue };
+                    let now = stamp(p);
+                    if now == last { continue; }
+                    last = now;
+                    "file changed"
+                }
+                _ = shared.shutdown.cancelled() => return,
+            };
+            match PolicySource::load(path.as_deref()) {
+                Ok(src) => {
+                    let old = shared.pipeline.policy_hash();
+                    match shared.pipeline.reload(&src) {
+                        Ok(hash) if hash == old => info!(trigger = why, hash = %hash, "policy unchanged"),
+                        Ok(hash) => info!(trigger = why, origin = %src.origin, hash = %hash, old_hash = %old, "policy reloaded"),
+                        Err(e) => error!(trigger = why, error = %format!("{e:#}"), hash = %old, "policy reload rejected; the previous policy stays in force"),
+                    }
+                }
+                Err(e) => error!(trigger = why, error = %format!("{e:#}"), "policy reload failed; the previous policy stays in force"),
+            }
+        }
+    });
     Ok(())
 }
 

@@ -60,6 +60,14 @@ impl PolicySource {
     }
 }
 
+/// Validates a policy document: rules and masking section.
+pub fn validate(src: &PolicySource) -> Result<()> {
+    Policy::parse(&src.text, &src.origin).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let cfg = MaskConfig::from_policy_toml(&src.text, &src.origin).map_err(anyhow::Error::msg)?;
+    Masker::new(&cfg, [0u8; 32]).map_err(anyhow::Error::msg)?;
+    Ok(())
+}
+
 /// Loads (or creates, 0600) the host secret used for keyed-hash masking.
 pub fn load_hmac_key(path: &Path) -> Result<[u8; 32]> {
     use std::io::Write;
@@ -117,12 +125,12 @@ pub fn policy_identity(i: &ConnIdentity) -> dbwarden_policy::Identity {
 pub struct Pipeline {
     /// Policy engine (swapped on reload) with its analysis cache.
     pub engine: Engine,
-    /// Masker compiled from the policy's `[masking]` section.
-    pub masker: Arc<Masker>,
+    /// Masker compiled from the policy's `[masking]` section (swapped on reload).
+    masker: std::sync::RwLock<Arc<Masker>>,
+    /// The host secret for keyed-hash masking (kept for reloads).
+    hmac_key: [u8; 32],
     /// Where the host secrets live.
     pub state_dir: PathBuf,
-    /// SHA-256 (hex) of the policy in force, recorded in every session header.
-    pub policy_hash: String,
     /// Result rows kept per statement in recordings.
     pub row_cap: u64,
     /// Result bytes kept per statement in recordings.
@@ -142,17 +150,38 @@ impl Pipeline {
         let compiled = Policy::parse(&policy.text, &policy.origin).map_err(|e| anyhow::anyhow!("{e}"))?;
         let cfg = MaskConfig::from_policy_toml(&policy.text, &policy.origin).map_err(anyhow::Error::msg)?;
         let masker = Masker::new(&cfg, hmac_key).map_err(anyhow::Error::msg)?;
-        let policy_hash = compiled.hash().to_string();
-        info!(policy = compiled.name(), origin = %policy.origin, hash = %policy_hash, "policy loaded");
+        info!(policy = compiled.name(), origin = %policy.origin, hash = %compiled.hash(), "policy loaded");
         Ok(Pipeline {
             engine: Engine::new(compiled),
-            masker: Arc::new(masker),
+            masker: std::sync::RwLock::new(Arc::new(masker)),
+            hmac_key,
             state_dir,
-            policy_hash,
             row_cap: rec.max_rows,
             byte_cap: rec.max_bytes,
             drop_when_full: rec.drop_when_full,
         })
+    }
+
+    /// The masker in force.
+    pub fn masker(&self) -> Arc<Masker> {
+        self.masker.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// SHA-256 (hex) of the policy in force, recorded in every session header.
+    pub fn policy_hash(&self) -> String {
+        self.engine.policy().hash().to_string()
+    }
+
+    /// Validates a new policy document (rules and masking) and, only if all of it is valid,
+    /// puts it in force. On error the old policy stays; the error names file:line:column.
+    pub fn reload(&self, src: &PolicySource) -> Result<String> {
+        let compiled = Policy::parse(&src.text, &src.origin).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let cfg = MaskConfig::from_policy_toml(&src.text, &src.origin).map_err(anyhow::Error::msg)?;
+        let masker = Masker::new(&cfg, self.hmac_key).map_err(anyhow::Error::msg)?;
+        let hash = compiled.hash().to_string();
+        self.engine.replace(compiled);
+        *self.masker.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(masker);
+        Ok(hash)
     }
 
     /// Writer settings for new session files.
@@ -223,10 +252,32 @@ impl Pipeline {
                 rule = %verdict.rule,
                 action = verdict.action.name(),
                 ?kinds,
-                message = %verdict.message,
+                verdict_message = %verdict.message,
                 "policy decision"
             ),
         }
         Decision { verdict, wire }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_policy_and_its_masking_section_are_valid() {
+        let src = PolicySource::load(None).unwrap();
+        validate(&src).unwrap();
+        let cfg = MaskConfig::from_policy_toml(&src.text, &src.origin).unwrap();
+        let m = Masker::new(&cfg, [1u8; 32]).unwrap();
+        assert!(m.column_rule(None, "cvv").is_some());
+        assert!(m.column_rule(None, "card_number").is_some());
+    }
+
+    #[test]
+    fn invalid_policy_is_reported_with_location() {
+        let src = PolicySource { text: "[policy]\nname = \"x\"\nbogus = 1\n".into(), origin: "p.toml".into() };
+        let e = format!("{:#}", validate(&src).unwrap_err());
+        assert!(e.starts_with("p.toml:3:"), "{e}");
     }
 }

@@ -88,7 +88,7 @@ async fn handle(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     let mut ident = identity::resolve(&info, &shared.settings.env_labels, None);
     // The command line and labels are the agent's words: they may carry card data, and they go
     // to logs and recordings.
-    let masker = &shared.pipeline.masker;
+    let masker = shared.pipeline.masker();
     ident.cmdline = masker.mask_str(&ident.cmdline).into_owned();
     ident.exe = masker.mask_str(&ident.exe).into_owned();
     for v in ident.labels.values_mut() {

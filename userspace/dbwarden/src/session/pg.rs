@@ -211,7 +211,7 @@ async fn client_to_server(
                 }
                 debug!(database = ?i.database, db_user = ?i.db_user, "startup");
                 if let Some(store) = &shared.store {
-                    let started = recording::header(&i, &client_addr, &shared.pipeline.policy_hash)
+                    let started = recording::header(&i, &client_addr, &shared.pipeline.policy_hash())
                         .and_then(|h| store.create(h, shared.pipeline.writer_config()).map_err(|e| e.to_string()))
                         .and_then(|w| {
                             dbwarden_record::Recorder::start(w, shared.pipeline.recorder_config())
@@ -219,7 +219,7 @@ async fn client_to_server(
                         });
                     match started {
                         Ok(r) => {
-                            let _ = rec.set(SessionRecording::new(r, shared.pipeline.masker.clone(), shared.pipeline.row_cap));
+                            let _ = rec.set(SessionRecording::new(r, shared.pipeline.masker(), shared.pipeline.row_cap));
                         }
                         Err(e) => {
                             // Fail closed: no recording, no session.
@@ -404,7 +404,7 @@ async fn server_to_client(
                 }
                 _ => None,
             };
-            match crate::masking::mask_output(&shared.pipeline.masker, step.output) {
+            match crate::masking::mask_output(&shared.pipeline.masker(), step.output) {
                 Ok(m) => {
                     if let (Some(ctx), Some(r)) = (row_ctx, r) {
                         r.row(&m.bytes, &ctx);
@@ -458,7 +458,7 @@ impl Hold<'_> {
     /// request is recorded as cancelled), a CancelRequest cancels the statement, pipelined
     /// bytes are kept for later. Returns what to do with the statement.
     async fn wait(self, cr: &mut OwnedReadHalf, buf: &mut BytesMut, grants: &mut SessionGrants) -> Result<Verdict, String> {
-        let masker = &self.shared.pipeline.masker;
+        let masker = self.shared.pipeline.masker();
         let key = dbwarden_policy::normalized_key(self.sql, dbwarden_policy::Dialect::Postgres)
             .unwrap_or_else(|| self.sql.to_string());
         if grants.is_granted(&key) {
