@@ -89,10 +89,16 @@ impl Work {
             all: masker("[\"pan\", \"ssn\", \"iban\", \"email\"]"),
         };
         // The workloads must be what their names say.
-        assert!(w.all.find(&w.clean).is_empty(), "clean rows must hold no findings");
+        assert!(
+            w.all.find(&w.clean).is_empty(),
+            "clean rows must hold no findings"
+        );
         let rows = w.dirty.iter().filter(|&&b| b == b'\n').count();
         let pans = w.all.find(&w.dirty).len();
-        assert!(pans >= rows, "one PAN per row: {pans} findings, {rows} rows");
+        assert!(
+            pans >= rows,
+            "one PAN per row: {pans} findings, {rows} rows"
+        );
         w
     }
 
@@ -115,7 +121,8 @@ const WORKLOADS: [&str; 3] = [
 fn main() {
     let work = Work::new();
     if let Ok(name) = std::env::var("MASK_ICOUNT") {
-        let iters: usize = std::env::var("MASK_ICOUNT_ITERS").map_or(10, |v| v.parse().expect("iters"));
+        let iters: usize =
+            std::env::var("MASK_ICOUNT_ITERS").map_or(10, |v| v.parse().expect("iters"));
         for _ in 0..iters {
             black_box(work.run(&name));
         }

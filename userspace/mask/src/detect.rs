@@ -208,12 +208,7 @@ pub(crate) fn check_pan(
 
 /// The general PAN search of [`check_pan`]: from each digit group, the longest span of whole groups
 /// joined by one separator that is a valid PAN.
-fn check_pan_groups(
-    input: &[u8],
-    start: usize,
-    end: usize,
-    emit: &mut impl FnMut(Range<usize>),
-) {
+fn check_pan_groups(input: &[u8], start: usize, end: usize, emit: &mut impl FnMut(Range<usize>)) {
     // Typical stretches have a handful of groups: keep them on the stack.
     let mut stack = [Group { start: 0, end: 0 }; 20];
     let mut heap: Vec<Group> = Vec::new();
@@ -517,7 +512,7 @@ mod tests {
             }
             sum += v;
         }
-        sum % 10 == 0
+        sum.is_multiple_of(10)
     }
 
     proptest::proptest! {

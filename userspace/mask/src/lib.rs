@@ -8,9 +8,10 @@
 //!
 //! 1. [`config`] — the `[masking]` table of the policy file: detectors, strategies, column rules,
 //!    custom regex detectors. Errors are `origin:line:col: reason`.
-//! 2. `scan` — the hot path. 64-byte chunks are classified by SSE2/AVX2 (runtime-detected, all
-//!    `unsafe` lives in `scan::x86`) or a portable table, into digit / separator / uppercase / `@`
-//!    bitmasks; long digit stretches, IBAN starts and `@` are found with integer bit tricks.
+//! 2. `scan` — the hot path. 64-byte chunks are classified by SSE2/AVX2/AVX-512BW (runtime-detected,
+//!    all `unsafe` lives in `scan::x86`) or a portable table, into digit / separator / dash /
+//!    uppercase / `@` bitmasks; long digit stretches, exact `ddd-dd-dddd` SSN shapes, IBAN starts and
+//!    `@` are found with integer bit tricks, so validators run only on real candidates.
 //! 3. `detect` — validators run only on those candidates: PAN (13–19 digits, IIN, Luhn, digit-run
 //!    boundaries), SSN, IBAN (mod-97), email. Custom detectors use `regex` (never for built-ins).
 //! 4. [`Strategy`] — redact / last4 / keyed hash (HMAC-SHA-256) / null, in a text or digits-only

@@ -334,7 +334,14 @@ fn drive_variant<const LEAN: bool, C: Fn(&[u8; 64], Want) -> Masks, F: FnMut(Eve
 
 /// Process the masks `m` of the chunk at `base`; `n` are the masks of the following chunk.
 #[inline(always)]
-fn step<F: FnMut(Event)>(st: &mut State, base: usize, m: Masks, n: Masks, want: Want, sink: &mut F) {
+fn step<F: FnMut(Event)>(
+    st: &mut State,
+    base: usize,
+    m: Masks,
+    n: Masks,
+    want: Want,
+    sink: &mut F,
+) {
     let d = m.digit;
     let thr = want.min_stretch;
     if thr != 0 {
@@ -348,17 +355,8 @@ fn step<F: FnMut(Event)>(st: &mut State, base: usize, m: Masks, n: Masks, want: 
         let (h, nd, nh) = (m.dash, n.digit, n.dash);
         let dk = |k: u32| ahead(d, nd, k);
         let hk = |k: u32| ahead(h, nh, k);
-        let shape = d
-            & dk(1)
-            & dk(2)
-            & hk(3)
-            & dk(4)
-            & dk(5)
-            & hk(6)
-            & dk(7)
-            & dk(8)
-            & dk(9)
-            & dk(10);
+        let shape =
+            d & dk(1) & dk(2) & hk(3) & dk(4) & dk(5) & hk(6) & dk(7) & dk(8) & dk(9) & dk(10);
         if shape != 0 {
             // Whole groups: no digit right before or after, and no dash-joined group on either side.
             let (pd, ph) = (st.prev_digit, st.prev_dash);

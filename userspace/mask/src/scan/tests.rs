@@ -44,17 +44,16 @@ pub(crate) fn oracle(input: &[u8], want: Want) -> Vec<Event> {
     let before = |i: usize, k: usize| i.checked_sub(k).map_or(0, |j| input[j]);
     for i in 0..input.len() {
         if want.ssn {
-            let shape = b"ddd-dd-dddd"
-                .iter()
-                .enumerate()
-                .all(|(k, &p)| match p {
-                    b'd' => is_digit(at(i + k)),
-                    _ => at(i + k) == b'-',
-                });
+            let shape = b"ddd-dd-dddd".iter().enumerate().all(|(k, &p)| match p {
+                b'd' => is_digit(at(i + k)),
+                _ => at(i + k) == b'-',
+            });
+            let dash_group_after = at(i + 11) == b'-' && is_digit(at(i + 12));
+            let dash_group_before = before(i, 1) == b'-' && is_digit(before(i, 2));
             let whole = !is_digit(at(i + 11))
-                && !(at(i + 11) == b'-' && is_digit(at(i + 12)))
                 && !is_digit(before(i, 1))
-                && !(before(i, 1) == b'-' && is_digit(before(i, 2)));
+                && !dash_group_after
+                && !dash_group_before;
             if shape && whole {
                 ev.push(Event::Ssn(i));
             }
@@ -208,7 +207,13 @@ fn stretches_spanning_chunks() {
     for len in [12, 13, 63, 64, 65, 127, 128, 129, 200] {
         for pad in 0..66 {
             let mut v = vec![b'a'; pad];
-            v.extend((0..len).map(|i| if i % 5 == 4 { b' ' } else { b'0' + (i % 10) as u8 }));
+            v.extend((0..len).map(|i| {
+                if i % 5 == 4 {
+                    b' '
+                } else {
+                    b'0' + (i % 10) as u8
+                }
+            }));
             if v.last() == Some(&b' ') {
                 v.push(b'1');
             }

@@ -9,9 +9,10 @@
 
 use std::arch::x86_64::{
     __m128i, __m256i, __m512i, _mm256_cmpeq_epi8, _mm256_loadu_si256, _mm256_min_epu8,
-    _mm256_movemask_epi8, _mm256_or_si256, _mm256_set1_epi8, _mm256_sub_epi8, _mm512_cmpeq_epi8_mask,
-    _mm512_cmplt_epu8_mask, _mm512_loadu_si512, _mm512_set1_epi8, _mm512_sub_epi8, _mm_cmpeq_epi8,
-    _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8, _mm_sub_epi8,
+    _mm256_movemask_epi8, _mm256_or_si256, _mm256_set1_epi8, _mm256_sub_epi8,
+    _mm512_cmpeq_epi8_mask, _mm512_cmplt_epu8_mask, _mm512_loadu_si512, _mm512_set1_epi8,
+    _mm512_sub_epi8, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8,
+    _mm_or_si128, _mm_set1_epi8, _mm_sub_epi8,
 };
 
 use super::{drive, Event, Masks, Want};
@@ -96,7 +97,10 @@ pub(super) fn scan_sse2<F: FnMut(Event)>(input: &[u8], want: Want, sink: &mut F)
 fn class32(v: __m256i, want: Want, k: u32, m: &mut Masks) {
     let mask = |x: __m256i| u64::from(_mm256_movemask_epi8(x).cast_unsigned()) << (32 * k);
     let d = _mm256_sub_epi8(v, _mm256_set1_epi8(c(b'0')));
-    m.digit |= mask(_mm256_cmpeq_epi8(_mm256_min_epu8(d, _mm256_set1_epi8(9)), d));
+    m.digit |= mask(_mm256_cmpeq_epi8(
+        _mm256_min_epu8(d, _mm256_set1_epi8(9)),
+        d,
+    ));
     let dash = _mm256_cmpeq_epi8(v, _mm256_set1_epi8(c(b'-')));
     let space = _mm256_cmpeq_epi8(v, _mm256_set1_epi8(c(b' ')));
     m.sep |= mask(_mm256_or_si256(space, dash));
@@ -105,7 +109,10 @@ fn class32(v: __m256i, want: Want, k: u32, m: &mut Masks) {
     }
     if want.iban {
         let u = _mm256_sub_epi8(v, _mm256_set1_epi8(c(b'A')));
-        m.upper |= mask(_mm256_cmpeq_epi8(_mm256_min_epu8(u, _mm256_set1_epi8(25)), u));
+        m.upper |= mask(_mm256_cmpeq_epi8(
+            _mm256_min_epu8(u, _mm256_set1_epi8(25)),
+            u,
+        ));
     }
     if want.at {
         m.at |= mask(_mm256_cmpeq_epi8(v, _mm256_set1_epi8(c(b'@'))));
