@@ -39,21 +39,29 @@ impl Drop for BenchDaemon {
     }
 }
 
-fn start_daemon(extra: &[&str]) -> Result<BenchDaemon> {
+fn start_daemon(tag: &str, config: &str) -> Result<BenchDaemon> {
     let bin = util::target_dir()?.join("release/dbwarden");
-    let name = format!("dbwarden-bench-{}", std::process::id());
+    let name = format!("dbwarden-bench-{}-{tag}", std::process::id());
     let dir = std::env::temp_dir().join(&name);
     std::fs::create_dir_all(&dir)?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let bpffs = format!("/sys/fs/bpf/{name}");
     let log = std::fs::File::create(dir.join("daemon.log"))?;
+    let cfg = dir.join("dbwarden.toml");
+    // The benchmark measures the proxy path, not the policy's opinion of pgbench.
+    let policy = dir.join("policy.toml");
+    std::fs::write(&policy, "[policy]\nname = \"bench-allow-all\"\ndefault = \"allow\"\n")?;
+    std::fs::write(&cfg, config)?;
     let child = Command::new(&bin)
         .args(["run", "--cgroup", &name, "--listen", &format!("127.0.0.1:{port}"), "--bpffs-dir", &bpffs])
         .arg("--sessions-dir")
         .arg(dir.join("sessions"))
         .arg("--runtime-dir")
         .arg(dir.join("run"))
-        .args(extra)
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--policy")
+        .arg(&policy)
         .env("DBWARDEN_LOG", "warn")
         .stderr(log)
         .stdout(Stdio::null())
@@ -93,6 +101,35 @@ fn pgbench(through: Option<&BenchDaemon>, db: &str, mode: &str, secs: u64) -> Re
     Ok(tps)
 }
 
+fn dir_size(dir: &std::path::Path) -> Result<(u64, usize)> {
+    let mut total = 0;
+    let mut files = 0;
+    for e in std::fs::read_dir(dir)?.flatten() {
+        if e.file_name().to_string_lossy().ends_with(".dbws") {
+            total += e.metadata()?.len();
+            files += 1;
+        }
+    }
+    Ok((total, files))
+}
+
+/// Statements recorded, from `dbwarden sessions list` (the STMTS column).
+fn count_statements(d: &BenchDaemon) -> Result<u64> {
+    // Sessions are sealed when pgbench disconnects; give the writer threads a moment.
+    std::thread::sleep(Duration::from_secs(2));
+    let mut c = Command::new(&d.bin);
+    c.args(["sessions", "--dir"]).arg(d.dir.join("sessions")).arg("list");
+    let out = output(c)?;
+    let mut n = 0;
+    for line in out.lines().skip(2) {
+        let cols: Vec<&str> = line.split('|').map(str::trim).collect();
+        if cols.len() >= 8 {
+            n += cols[5].parse::<u64>().unwrap_or(0);
+        }
+    }
+    Ok(n)
+}
+
 /// Runs the benchmarks and prints the results.
 pub fn bench(quick: bool, criterion: bool) -> Result<()> {
     if !util::is_root() {
@@ -115,13 +152,32 @@ pub fn bench(quick: bool, criterion: bool) -> Result<()> {
             c
         })?;
         let secs = if quick { 5 } else { 15 };
-        let d = start_daemon(&[])?;
+        let rec_on = start_daemon("rec", "")?;
+        let rec_off = start_daemon("norec", "[recording]\nenabled = false\n")?;
         println!("\npgbench -S -c 8 -j 2 -T {secs}, scale {scale}, 2 cores; direct vs through dbwarden (same run)");
-        println!("{:<10} {:>12} {:>14} {:>7}", "mode", "direct TPS", "dbwarden TPS", "ratio");
+        println!(
+            "{:<10} {:>12} {:>16} {:>7} {:>16} {:>7} {:>12}",
+            "mode", "direct TPS", "dbwarden TPS", "ratio", "no-recording TPS", "ratio", "rec. cost"
+        );
         for mode in ["simple", "prepared"] {
             let direct = pgbench(None, &db, mode, secs)?;
-            let proxied = pgbench(Some(&d), &db, mode, secs)?;
-            println!("{mode:<10} {direct:>12.0} {proxied:>14.0} {:>6.2}x", proxied / direct);
+            let proxied = pgbench(Some(&rec_on), &db, mode, secs)?;
+            let norec = pgbench(Some(&rec_off), &db, mode, secs)?;
+            println!(
+                "{mode:<10} {direct:>12.0} {proxied:>16.0} {:>6.2}x {norec:>16.0} {:>6.2}x {:>11.1}%",
+                proxied / direct,
+                norec / direct,
+                (1.0 - proxied / norec) * 100.0
+            );
+        }
+        // Bytes per statement on disk: pgbench -S sends one SELECT per transaction.
+        let (bytes, files) = dir_size(&rec_on.dir.join("sessions"))?;
+        let stmts = count_statements(&rec_on)?;
+        if stmts > 0 {
+            println!(
+                "recording: {files} session files, {bytes} bytes, {stmts} statements: {:.0} bytes/statement",
+                bytes as f64 / stmts as f64
+            );
         }
         Ok::<(), anyhow::Error>(())
     })();
