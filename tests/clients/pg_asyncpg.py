@@ -69,7 +69,9 @@ async def main():
     print("copy_from_query", status, len(data), data.count(b"\n"), hashlib.sha256(data).hexdigest())
     await conn.execute("create table acc2 (like acc)")
     out = io.BytesIO()
-    status = await conn.copy_from_table("acc", output=out, format="csv")
+    status = await conn.copy_from_table(
+        "acc", columns=["id", "owner", "balance", "blob", "active", "opened"], output=out, format="csv"
+    )
     csv = out.getvalue()
     print("copy_from_table", status, csv.count(b"\n"), hashlib.sha256(csv).hexdigest())
     status = await conn.copy_to_table("acc2", source=io.BytesIO(csv), format="csv")

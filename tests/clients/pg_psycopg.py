@@ -75,7 +75,7 @@ def main():
     # COPY TO STDOUT: raw text blocks, and typed rows in binary.
     h = hashlib.sha256()
     nbytes = 0
-    with cur.copy("copy (select * from items order by id) to stdout") as cp:
+    with cur.copy("copy (select id, name, price, data, ok from items order by id) to stdout") as cp:
         for block in cp:
             h.update(block)
             nbytes += len(block)

@@ -178,7 +178,7 @@ fn psql_copy_in_and_out_match_a_direct_connection() {
                 "-v",
                 "ON_ERROR_STOP=1",
                 "-c",
-                "\\copy (select * from t order by id) to STDOUT",
+                "\\copy (select id, v, note from t order by id) to STDOUT",
             ]);
             c
         },
@@ -191,7 +191,7 @@ fn psql_copy_in_and_out_match_a_direct_connection() {
             let mut c = psql_cmd(None, &db.name);
             c.args([
                 "-c",
-                "\\copy (select * from t_direct order by id) to STDOUT",
+                "\\copy (select id, v, note from t_direct order by id) to STDOUT",
             ]);
             c
         },

@@ -407,7 +407,7 @@ pub async fn copy(addr: String, db: String, n: usize) -> Res {
     println!("copy_in_aborted inserted={}", r.get::<_, i64>(0));
     // Text out.
     let stream = c
-        .copy_out("copy (select * from cp order by id) to stdout")
+        .copy_out("copy (select id, name, payload, note from cp order by id) to stdout")
         .await?;
     pin_mut!(stream);
     let (mut bytes, mut lines, mut h) = (0usize, 0usize, 0xcbf2_9ce4_8422_2325u64);
@@ -421,7 +421,7 @@ pub async fn copy(addr: String, db: String, n: usize) -> Res {
     // closed); either outcome is printed, and the session must stay usable.
     let binary_out = async {
         let stream = c
-            .copy_out("copy (select * from cp order by id) to stdout (format binary)")
+            .copy_out("copy (select id, name, payload, note from cp order by id) to stdout (format binary)")
             .await?;
         let rows = BinaryCopyOutStream::new(stream, &types);
         pin_mut!(rows);

@@ -67,7 +67,11 @@ async fn run(addr: &str, db: &str, sqls: &[String]) -> Result<(), Box<dyn Error>
             },
             Err(e) => {
                 let (msg, code, detail) = match e.as_db_error() {
-                    Some(db) => (db.message().to_string(), db.code().code().to_string(), db.detail().map(str::to_string)),
+                    Some(db) => (
+                        db.message().to_string(),
+                        db.code().code().to_string(),
+                        db.detail().map(str::to_string),
+                    ),
                     None => (e.to_string(), String::new(), None),
                 };
                 serde_json::json!({"stmt": i, "error": msg, "code": code, "detail": detail})
@@ -101,12 +105,22 @@ fn render(row: &Row, i: usize) -> Result<serde_json::Value, BoxErr> {
         }
         Type::NUMERIC => row.try_get::<_, Option<Numeric>>(i)?.map(|n| J::from(n.0)),
         Type::JSON | Type::JSONB => row.try_get::<_, Option<serde_json::Value>>(i)?,
-        Type::TEXT_ARRAY | Type::VARCHAR_ARRAY => row
-            .try_get::<_, Option<Vec<Option<String>>>>(i)?
-            .map(|v| J::from(v.into_iter().map(|x| x.map_or(J::Null, J::from)).collect::<Vec<_>>())),
-        Type::INT8_ARRAY => row
-            .try_get::<_, Option<Vec<Option<i64>>>>(i)?
-            .map(|v| J::from(v.into_iter().map(|x| x.map_or(J::Null, J::from)).collect::<Vec<_>>())),
+        Type::TEXT_ARRAY | Type::VARCHAR_ARRAY => {
+            row.try_get::<_, Option<Vec<Option<String>>>>(i)?.map(|v| {
+                J::from(
+                    v.into_iter()
+                        .map(|x| x.map_or(J::Null, J::from))
+                        .collect::<Vec<_>>(),
+                )
+            })
+        }
+        Type::INT8_ARRAY => row.try_get::<_, Option<Vec<Option<i64>>>>(i)?.map(|v| {
+            J::from(
+                v.into_iter()
+                    .map(|x| x.map_or(J::Null, J::from))
+                    .collect::<Vec<_>>(),
+            )
+        }),
         Type::BYTEA => row
             .try_get::<_, Option<Vec<u8>>>(i)?
             .map(|b| J::from(String::from_utf8_lossy(&b).into_owned())),
@@ -153,7 +167,11 @@ impl<'a> FromSql<'a> for Numeric {
         let mut int = String::new();
         for w in (0..=weight).rev() {
             let idx = weight - w;
-            let g = usize::try_from(idx).ok().and_then(|i| groups.get(i)).copied().unwrap_or(0);
+            let g = usize::try_from(idx)
+                .ok()
+                .and_then(|i| groups.get(i))
+                .copied()
+                .unwrap_or(0);
             if int.is_empty() {
                 if g != 0 {
                     int = g.to_string();
@@ -169,7 +187,11 @@ impl<'a> FromSql<'a> for Numeric {
         let mut w = -1;
         while frac.len() < dscale {
             let idx = weight - w;
-            let g = usize::try_from(idx).ok().and_then(|i| groups.get(i)).copied().unwrap_or(0);
+            let g = usize::try_from(idx)
+                .ok()
+                .and_then(|i| groups.get(i))
+                .copied()
+                .unwrap_or(0);
             frac.push_str(&format!("{g:04}"));
             w -= 1;
         }
@@ -198,7 +220,7 @@ impl<'a> FromSql<'a> for Date {
     fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, BoxErr> {
         let b: [u8; 4] = raw.try_into().map_err(|_| "date: expected 4 bytes")?;
         let days = i64::from(i32::from_be_bytes(b)) + 10957; // days since 1970-01-01
-        // Civil-from-days (H. Hinnant).
+                                                             // Civil-from-days (H. Hinnant).
         let z = days + 719_468;
         let era = z.div_euclid(146_097);
         let doe = z - era * 146_097;

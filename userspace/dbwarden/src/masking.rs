@@ -34,8 +34,9 @@ fn encode(m: BackendMessage) -> Result<Bytes, MaskFailure> {
     m.to_bytes().map_err(|e| MaskFailure(format!("re-encoding failed: {e}")))
 }
 
-/// Masks one server output. `Forward` passes through untouched.
-pub fn mask_output(masker: &Masker, out: ServerOutput) -> Result<Masked, MaskFailure> {
+/// Masks one server output. `Forward` passes through untouched. `copy` caches the column rules
+/// of the COPY in progress.
+pub fn mask_output(masker: &Masker, out: ServerOutput, copy: &mut CopyRules) -> Result<Masked, MaskFailure> {
     match out {
         ServerOutput::Forward(b) => Ok(Masked { bytes: b, changed: false }),
         ServerOutput::DataRow { row, context } => {
@@ -63,7 +64,7 @@ pub fn mask_output(masker: &Masker, out: ServerOutput) -> Result<Masked, MaskFai
             Ok(Masked { bytes, changed: true })
         }
         ServerOutput::CopyData { data, raw, context } => {
-            match mask_copy(masker, &context, &data)? {
+            match mask_copy(masker, &context, &data, copy)? {
                 None => Ok(Masked { bytes: raw, changed: false }),
                 Some(v) => {
                     let mut buf = BytesMut::with_capacity(v.len() + 5);
@@ -135,7 +136,11 @@ fn mask_cell(masker: &Masker, ctx: &ResultContext, col: usize, v: &[u8]) -> Resu
         }
     };
     pg::mask_value(masker, type_oid, binary, v, rule.as_ref()).map_err(|e| {
-        let name = field.map(|f| dbwarden_mask_safe_name(&f.name)).unwrap_or_else(|| format!("#{}", col + 1));
+        // Column names come from the server (or an agent's alias) and may hold a PAN: mask
+        // before truncating, since this message goes to the client and into the log.
+        let name = field
+            .map(|f| dbwarden_mask_safe_name(&masker.mask_str(&f.name)))
+            .unwrap_or_else(|| format!("#{}", col + 1));
         MaskFailure(format!("column {name}: {e}"))
     })
 }
@@ -158,9 +163,79 @@ fn copy_format(ctx: &CopyContext) -> CopyFormat {
     }
 }
 
-fn mask_copy(masker: &Masker, ctx: &CopyContext, data: &[u8]) -> Result<Option<Vec<u8>>, MaskFailure> {
+/// Column rules for the fields of a COPY TO STDOUT, by position, from the statement text:
+/// `COPY t (a, b)` names its columns; `COPY (SELECT a, x AS b ...)` names them through plain
+/// column references and aliases. `None` when the fields cannot be named — a bare `COPY t`, a
+/// `*` in the query, unparseable text — so column rules (CVV!) could not be applied: the caller
+/// fails closed.
+pub fn copy_rules(masker: &Masker, sql: Option<&str>) -> Option<Vec<Option<dbwarden_mask::Strategy>>> {
+    use sqlparser::ast::{CopySource, Expr, SelectItem, SetExpr, Statement};
+    let stmts = sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::PostgreSqlDialect {}, sql?).ok()?;
+    let Some(Statement::Copy { source, to: true, .. }) = stmts.first() else { return None };
+    match source {
+        CopySource::Table { table_name, columns } => {
+            if columns.is_empty() {
+                return None;
+            }
+            let table = table_name.0.last().map(|p| p.to_string().trim_matches('"').to_string());
+            Some(columns.iter().map(|c| masker.column_rule(table.as_deref(), &c.value)).collect())
+        }
+        CopySource::Query(q) => match q.body.as_ref() {
+            SetExpr::Select(sel) => sel
+                .projection
+                .iter()
+                .map(|item| match item {
+                    SelectItem::UnnamedExpr(Expr::Identifier(i)) => Some(masker.column_rule(None, &i.value)),
+                    SelectItem::UnnamedExpr(Expr::CompoundIdentifier(v)) => {
+                        Some(v.last().and_then(|i| masker.column_rule(None, &i.value)))
+                    }
+                    SelectItem::ExprWithAlias { alias, .. } => Some(masker.column_rule(None, &alias.value)),
+                    SelectItem::UnnamedExpr(_) => Some(None),
+                    _ => None, // `*`, `t.*`: the fields are unknown
+                })
+                .collect(),
+            _ => None,
+        },
+    }
+}
+
+/// Per-session cache of the COPY column rules (parsed once per COPY, not per row).
+#[derive(Default)]
+pub struct CopyRules {
+    request: Option<u64>,
+    rules: Option<Vec<Option<dbwarden_mask::Strategy>>>,
+}
+
+fn mask_copy(masker: &Masker, ctx: &CopyContext, data: &[u8], cache: &mut CopyRules) -> Result<Option<Vec<u8>>, MaskFailure> {
     let fmt = copy_format(ctx);
-    pg::mask_copy_data(masker, data, fmt, &[]).map_err(|e| MaskFailure(format!("COPY data: {e}")))
+    if cache.request != Some(ctx.request.0) {
+        cache.request = Some(ctx.request.0);
+        cache.rules = copy_rules(masker, ctx.sql.as_deref());
+    }
+    let Some(rules) = &cache.rules else {
+        return Err(MaskFailure(
+            "COPY TO STDOUT without named columns: column rules cannot be applied; list the columns, e.g. COPY t (a, b) TO STDOUT or COPY (SELECT a, b FROM t) TO STDOUT".into(),
+        ));
+    };
+    pg::mask_copy_data(masker, data, fmt, rules).map_err(|e| MaskFailure(format!("COPY data: {e}")))
+}
+
+#[cfg(test)]
+mod copy_tests {
+    use super::*;
+    use dbwarden_mask::MaskConfig;
+
+    #[test]
+    fn copy_columns_are_named_or_refused() {
+        let m = Masker::new(&MaskConfig::from_policy_toml("", "t").unwrap(), [0; 32]).unwrap();
+        assert!(copy_rules(&m, Some("COPY cards TO STDOUT")).is_none());
+        assert!(copy_rules(&m, Some("COPY (SELECT * FROM cards) TO STDOUT")).is_none());
+        let r = copy_rules(&m, Some("COPY cards (id, cvv) TO STDOUT")).unwrap();
+        assert!(r[0].is_none() && r[1].is_some());
+        let r = copy_rules(&m, Some("COPY (SELECT id, x AS cvv, upper(n) FROM t) TO STDOUT WITH (FORMAT csv)")).unwrap();
+        assert_eq!(r.len(), 3);
+        assert!(r[1].is_some() && r[2].is_none());
+    }
 }
 
 #[cfg(test)]
@@ -213,7 +288,7 @@ mod tests {
             vec![field("note", 25), field("n", 20), field("cvv", 25), field("x", 25)],
             ResultFormats::PerColumn(Arc::from(vec![Format::Text, Format::Binary, Format::Text, Format::Text])),
         );
-        let out = mask_output(&m, ServerOutput::DataRow { row, context: ctx }).unwrap();
+        let out = mask_output(&m, ServerOutput::DataRow { row, context: ctx }, &mut CopyRules::default()).unwrap();
         assert!(out.changed);
         let back = DataRow::parse(out.bytes).unwrap();
         let note = back.get(0).unwrap().unwrap();
@@ -230,7 +305,7 @@ mod tests {
         let m = masker();
         let e = ErrorResponse::new("ERROR", "23505", "duplicate key value violates unique constraint")
             .with_detail("Key (pan)=(4111111111111111) already exists.");
-        let out = mask_output(&m, ServerOutput::Error(e)).unwrap();
+        let out = mask_output(&m, ServerOutput::Error(e), &mut CopyRules::default()).unwrap();
         assert!(out.changed);
         let text = String::from_utf8_lossy(&out.bytes);
         assert!(!text.contains("4111111111111111"), "{text}");

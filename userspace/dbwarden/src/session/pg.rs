@@ -342,6 +342,7 @@ async fn server_to_client(
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut out = BytesMut::new();
     let mut withholding = false;
+    let mut copy_rules = crate::masking::CopyRules::default();
     loop {
         buf.reserve(READ_CHUNK);
         let n = sr.read_buf(&mut buf).await.map_err(|e| format!("server read: {e}"))?;
@@ -404,7 +405,7 @@ async fn server_to_client(
                 }
                 _ => None,
             };
-            match crate::masking::mask_output(&shared.pipeline.masker(), step.output) {
+            match crate::masking::mask_output(&shared.pipeline.masker(), step.output, &mut copy_rules) {
                 Ok(m) => {
                     if let (Some(ctx), Some(r)) = (row_ctx, r) {
                         r.row(&m.bytes, &ctx);

@@ -174,7 +174,7 @@ impl SessionRecording {
             }
             if acc.columns.is_empty() {
                 if let Some(d) = &ctx.description {
-                    acc.columns = d.fields.iter().map(|f| f.name.clone()).collect();
+                    acc.columns = d.fields.iter().map(|f| self.masker.mask_str(&f.name).into_owned()).collect();
                 }
             }
             let Ok(row) = DataRow::parse(masked.clone()) else { return };
