@@ -27,6 +27,8 @@ pub struct SessionInfo {
     pub id: u64,
     /// Kernel-attested identity.
     pub ident: Arc<ConnIdentity>,
+    /// The same identity as the policy sees it (built once per session).
+    pub policy_ident: Arc<dbwarden_policy::Identity>,
     /// Database name from the startup packet.
     pub database: Option<String>,
     /// Database user from the startup packet.
@@ -212,17 +214,17 @@ impl Pipeline {
             database: session.database.clone(),
             user: session.db_user.clone(),
         };
-        let ident = policy_identity(&session.ident);
+        let ident = &*session.policy_ident;
         let verdict = match stmt.kind() {
             StatementKind::Query { sql } | StatementKind::Parse { sql, .. } => {
-                self.engine.decide(sql, Dialect::Postgres, &ident, &target)
+                self.engine.decide(sql, Dialect::Postgres, ident, &target)
             }
             // A fast-path call names a function by OID: it can run anything (lo_export, ...)
             // and no SQL text exists to judge. Judged as an opaque call.
             StatementKind::FunctionCall(_) => self.engine.decide(
                 "SELECT dbwarden_fastpath_function_call()",
                 Dialect::Postgres,
-                &ident,
+                ident,
                 &target,
             ),
         };
@@ -244,14 +246,18 @@ impl Pipeline {
                 Some("this statement needs a human's approval"),
             )),
         };
-        let kinds: Vec<&str> = verdict.statements.iter().map(|s| s.kind.as_str()).collect();
+        let kinds = || verdict.statements.iter().map(|s| s.kind.as_str()).collect::<Vec<_>>();
         match verdict.action {
-            Action::Allow => debug!(session = session.id, rule = %verdict.rule, ?kinds, cached = verdict.cached, "policy: allow"),
+            Action::Allow => {
+                if tracing::enabled!(tracing::Level::DEBUG) {
+                    debug!(session = session.id, rule = %verdict.rule, kinds = ?kinds(), cached = verdict.cached, "policy: allow");
+                }
+            }
             _ => info!(
                 session = session.id,
                 rule = %verdict.rule,
                 action = verdict.action.name(),
-                ?kinds,
+                kinds = ?kinds(),
                 verdict_message = %verdict.message,
                 "policy decision"
             ),

@@ -77,7 +77,13 @@ pub async fn run(client: TcpStream, peer: SocketAddr, ident: ConnIdentity, id: u
         let dst = ident.original_dst;
         let result = match ident.protocol {
             ProtocolName::Postgres => {
-                let info = SessionInfo { id, ident: Arc::new(ident), database: None, db_user: None };
+                let info = SessionInfo {
+                    id,
+                    policy_ident: Arc::new(crate::pipeline::policy_identity(&ident)),
+                    ident: Arc::new(ident),
+                    database: None,
+                    db_user: None,
+                };
                 pg::run(client, upstream, dst, info, shared.clone()).await
             }
             ProtocolName::Mysql | ProtocolName::Unknown => relay::run(client, upstream, &shared.shutdown).await,
