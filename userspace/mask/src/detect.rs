@@ -53,13 +53,13 @@ fn prefix(digits: &[u8], n: usize) -> u32 {
 /// have a length that issuer uses.
 pub(crate) fn iin_ok(digits: &[u8]) -> bool {
     let len = digits.len();
-    if !(PAN_MIN..=PAN_MAX).contains(&len) {
-        return false;
-    }
-    let p1 = prefix(digits, 1);
-    let p2 = prefix(digits, 2);
-    let p3 = prefix(digits, 3);
-    let p4 = prefix(digits, 4);
+    (PAN_MIN..=PAN_MAX).contains(&len) && iin_prefix_ok(prefix(digits, 4), len)
+}
+
+/// [`iin_ok`] from the value of the first four digits `p4` and the digit count `len` (13–19).
+#[inline]
+fn iin_prefix_ok(p4: u32, len: usize) -> bool {
+    let (p1, p2, p3) = (p4 / 1000, p4 / 100, p4 / 10);
     match p1 {
         // UATP (airline cards): always 15 digits.
         1 => len == 15,
@@ -169,26 +169,56 @@ fn groups(input: &[u8], start: usize, end: usize) -> impl Iterator<Item = Group>
 /// all joined by the same separator (or none) and that is a valid PAN as a whole. The general search
 /// would then pick the whole stretch too (the longest valid span from the first group, after which no
 /// group is left).
+///
+/// Branch-free over the bytes: digit values are compacted into a zeroed window as they come (a
+/// non-digit is written too but not counted, so the next digit overwrites it; a stretch ends with a
+/// digit), and the separators seen are collected as bits `b & 31` (space 0, `-` 13, digits 16–25).
+/// Luhn then runs over a fixed 19 positions counted from the last digit (zeros before the first one
+/// add nothing), so the doubling parity is a constant per unrolled step.
+#[inline]
 fn whole_stretch_is_pan(stretch: &[u8]) -> bool {
+    /// Where the first digit is stored: leaves `PAN_MAX` zeros before it.
+    const AT: usize = 32;
     // A 19-digit PAN with 18 single separators is at most 37 bytes long.
     if stretch.len() > 2 * PAN_MAX - 1 {
         return false;
     }
-    let mut digits = [0u8; PAN_MAX];
-    let mut n = 0;
-    let mut sep = None;
+    let mut win = [0u8; 128];
+    let mut n = 0usize;
+    let mut kinds = 0u32;
     for &b in stretch {
-        if b.is_ascii_digit() {
-            if n == PAN_MAX {
-                return false;
-            }
-            digits[n] = b;
-            n += 1;
-        } else if *sep.get_or_insert(b) != b {
-            return false;
-        }
+        let v = b.wrapping_sub(b'0');
+        win[(AT + n) & 127] = v;
+        n += usize::from(v < 10);
+        kinds |= 1 << (b & 31);
     }
-    pan_ok(&digits[..n])
+    const MIXED: u32 = 1 << (b' ' & 31) | 1 << (b'-' & 31);
+    if kinds & MIXED == MIXED || !(PAN_MIN..=PAN_MAX).contains(&n) {
+        return false;
+    }
+    let p4 = u32::from(win[AT]) * 1000
+        + u32::from(win[AT + 1]) * 100
+        + u32::from(win[AT + 2]) * 10
+        + u32::from(win[AT + 3]);
+    if !iin_prefix_ok(p4, n) {
+        return false;
+    }
+    // `last[j]` = the digit `j` places before the check digit (0 past the first digit).
+    let last: &[u8; PAN_MAX] = win[AT + n - PAN_MAX..AT + n]
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("PAN_MAX bytes"));
+    // LUHN_DOUBLE padded to 16 entries so `& 15` replaces the bounds check (values are 0–9).
+    const DOUBLE: [u8; 16] = [0, 2, 4, 6, 8, 1, 3, 5, 7, 9, 0, 0, 0, 0, 0, 0];
+    let mut sum = 0u32;
+    for j in 0..PAN_MAX {
+        let v = last[PAN_MAX - 1 - j];
+        sum += u32::from(if j % 2 == 1 {
+            DOUBLE[usize::from(v & 15)]
+        } else {
+            v
+        });
+    }
+    sum.is_multiple_of(10)
 }
 
 /// PANs inside one exact stretch `input[start..end]` (see [`check_stretch`]); `emit` gets each PAN's
@@ -460,10 +490,14 @@ fn is_domain_char(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'.' || b == b'-'
 }
 
+/// Longest local part [`check_email`] looks at: a found address starts at most this many bytes
+/// before its `@`.
+pub(crate) const EMAIL_LOCAL_MAX: usize = 64;
+
 /// Validate an email address around the `@` at `at`; returns its byte range.
 pub(crate) fn check_email(input: &[u8], at: usize) -> Option<Range<usize>> {
     let mut s = at;
-    while s > 0 && at - s < 64 && is_local_char(input[s - 1]) {
+    while s > 0 && at - s < EMAIL_LOCAL_MAX && is_local_char(input[s - 1]) {
         s -= 1;
     }
     while s < at && input[s] == b'.' {
@@ -559,6 +593,28 @@ mod tests {
             check_pan(&s, 0, s.len(), &mut |r| fast.push(r));
             check_pan_groups(&s, 0, s.len(), &mut |r| general.push(r));
             proptest::prop_assert_eq!(fast, general);
+        }
+    }
+
+    proptest::proptest! {
+        /// The branch-free whole-stretch check equals digit extraction + `pan_ok`.
+        #[test]
+        fn whole_stretch_matches_pan_ok(s in proptest::collection::vec(
+            proptest::prop_oneof![
+                8 => b'0'..=b'9',
+                1 => proptest::prelude::Just(b' '),
+                1 => proptest::prelude::Just(b'-'),
+            ],
+            0..45,
+        ), visa in proptest::prelude::any::<bool>()) {
+            let mut s = s;
+            if visa && !s.is_empty() {
+                s[0] = b'4';
+            }
+            let digits: Vec<u8> = s.iter().copied().filter(u8::is_ascii_digit).collect();
+            let mixed = s.contains(&b' ') && s.contains(&b'-');
+            let expect = s.len() <= 37 && !mixed && pan_ok(&digits);
+            proptest::prop_assert_eq!(whole_stretch_is_pan(&s), expect);
         }
     }
 

@@ -285,13 +285,57 @@ impl Masker {
     /// Mask every finding in `input` with the text alphabet (`*`). Length-preserving strategies keep
     /// the length; `hash` writes `hmac:`+hex fitted to the match when it is at least 13 bytes long, or
     /// 21 bytes otherwise. Returns the input unchanged (borrowed) when nothing was found.
+    ///
+    /// Allocates the result; a caller that masks many buffers should use [`Masker::mask_into`].
     pub fn mask_bytes<'a>(&self, input: &'a [u8]) -> Cow<'a, [u8]> {
-        let findings = self.find(input);
-        if findings.is_empty() {
-            Cow::Borrowed(input)
+        let mut out = Vec::new();
+        if self.mask_into(input, &mut out) {
+            Cow::Owned(out)
         } else {
-            Cow::Owned(self.rewrite(input, &findings, |_| Mode::Text))
+            Cow::Borrowed(input)
         }
+    }
+
+    /// [`Masker::mask_bytes`] into a caller-owned buffer, so a connection can reuse one allocation
+    /// for every buffer it masks.
+    ///
+    /// `out` is cleared first. Returns `true` when something was found: `out` then holds the whole
+    /// masked copy of `input`. Returns `false` when nothing was found: `out` is left **empty** and
+    /// `input` itself is the result (no copy is made).
+    ///
+    /// The result is identical to [`Masker::mask_bytes`]. Built-in detectors are masked while the
+    /// scan runs (no list of findings is built); with custom regex detectors configured the findings
+    /// are collected first.
+    pub fn mask_into(&self, input: &[u8], out: &mut Vec<u8>) -> bool {
+        self.mask_into_with(self.isa, input, out)
+    }
+
+    pub(crate) fn mask_into_with(&self, isa: Isa, input: &[u8], out: &mut Vec<u8>) -> bool {
+        out.clear();
+        if !self.custom.is_empty() {
+            let findings = self.find(input);
+            if findings.is_empty() {
+                return false;
+            }
+            self.rewrite_into(input, &findings, |_| Mode::Text, out);
+            return true;
+        }
+        let mut rw = Rewriter {
+            m: self,
+            input,
+            out,
+            at: 0,
+            wrote: false,
+            pending: Vec::new(),
+            // An email's local part reaches up to 64 bytes before its `@`.
+            back: if self.email {
+                detect::EMAIL_LOCAL_MAX
+            } else {
+                0
+            },
+        };
+        isa.scan(input, self.want, &mut rw);
+        rw.finish()
     }
 
     /// [`Masker::mask_bytes`] for text: findings are widened to character boundaries so the result is
@@ -326,16 +370,33 @@ impl Masker {
         mode: impl Fn(&Finding) -> Mode,
     ) -> Vec<u8> {
         let mut out = Vec::with_capacity(input.len() + 8 * findings.len());
+        self.rewrite_into(input, findings, mode, &mut out);
+        out
+    }
+
+    /// [`Masker::rewrite`], appending to `out`.
+    fn rewrite_into(
+        &self,
+        input: &[u8],
+        findings: &[Finding],
+        mode: impl Fn(&Finding) -> Mode,
+        out: &mut Vec<u8>,
+    ) {
+        out.reserve(input.len() + 8 * findings.len());
         let mut at = 0;
         for f in findings {
             out.extend_from_slice(&input[at..f.range.start]);
-            let span = &input[f.range.clone()];
-            let target = (span.len() >= 13).then_some(span.len());
-            strategy::apply(f.strategy, mode(f), span, &self.key, target, &mut out);
+            self.apply_text(f.strategy, mode(f), &input[f.range.clone()], out);
             at = f.range.end;
         }
         out.extend_from_slice(&input[at..]);
-        out
+    }
+
+    /// Append the masked form of one finding's bytes.
+    #[inline]
+    fn apply_text(&self, strategy: Strategy, mode: Mode, span: &[u8], out: &mut Vec<u8>) {
+        let target = (span.len() >= 13).then_some(span.len());
+        strategy::apply(strategy, mode, span, &self.key, target, out);
     }
 
     /// The keyed-hash state, for type-aware masking.
@@ -356,6 +417,114 @@ impl Masker {
                     }
             })
             .map(|r| r.strategy)
+    }
+}
+
+/// Streaming rewrite for [`Masker::mask_into`]: scanner events are validated as they arrive, and
+/// findings are written out as soon as the scanner's progress marks prove that no later finding can
+/// overlap them (the result equals `rewrite(find(..))`, overlaps merged the same way).
+struct Rewriter<'a> {
+    m: &'a Masker,
+    input: &'a [u8],
+    out: &'a mut Vec<u8>,
+    /// Input before this offset has been written (copied or masked).
+    at: usize,
+    /// Whether anything has been written (the first finding starts the copy).
+    wrote: bool,
+    /// Findings not yet written, in arrival order (a handful at most: one chunk's worth plus a long
+    /// stretch or email reaching past it).
+    pending: Vec<(Range<usize>, Strategy)>,
+    /// How far before an event's position its finding may start.
+    back: usize,
+}
+
+impl Rewriter<'_> {
+    #[inline]
+    fn push(&mut self, range: Range<usize>, d: Detector) {
+        self.pending.push((range, self.m.strategy(d)));
+    }
+
+    /// Sort and merge `pending` (same rule as [`merge`]), then write every merged finding that ends
+    /// at or before `limit`.
+    fn flush(&mut self, limit: usize) {
+        let p = &mut self.pending;
+        if p.len() > 1 {
+            p.sort_unstable_by(|a, b| a.0.start.cmp(&b.0.start).then(b.0.end.cmp(&a.0.end)));
+            let mut w = 0;
+            for r in 1..p.len() {
+                if p[r].0.start < p[w].0.end {
+                    p[w].0.end = p[w].0.end.max(p[r].0.end);
+                    if p[r].1.strength() > p[w].1.strength() {
+                        p[w].1 = p[r].1;
+                    }
+                } else {
+                    w += 1;
+                    p[w] = p[r].clone();
+                }
+            }
+            p.truncate(w + 1);
+        }
+        let done = p.iter().take_while(|f| f.0.end <= limit).count();
+        if done == 0 {
+            return;
+        }
+        if !self.wrote {
+            self.wrote = true;
+            // Masked text is rarely longer than the input (only `hash` on short spans grows it).
+            self.out.reserve(self.input.len() + 64);
+        }
+        for (range, strategy) in self.pending.drain(..done) {
+            self.out
+                .extend_from_slice(&self.input[self.at..range.start]);
+            self.m
+                .apply_text(strategy, Mode::Text, &self.input[range.clone()], self.out);
+            self.at = range.end;
+        }
+    }
+
+    /// Write the remaining findings and the tail; whether anything was masked.
+    fn finish(mut self) -> bool {
+        if !self.pending.is_empty() {
+            self.flush(usize::MAX);
+        }
+        if self.wrote {
+            self.out.extend_from_slice(&self.input[self.at..]);
+        }
+        self.wrote
+    }
+}
+
+impl scan::Sink for Rewriter<'_> {
+    #[inline]
+    fn event(&mut self, ev: Event) {
+        let input = self.input;
+        match ev {
+            Event::Stretch(s, e) => {
+                detect::check_pan(input, s, e, &mut |range| self.push(range, Detector::Pan));
+            }
+            Event::Ssn(p) => {
+                if let Some(range) = detect::check_ssn_at(input, p) {
+                    self.push(range, Detector::Ssn);
+                }
+            }
+            Event::Iban(p) => {
+                if let Some(range) = detect::check_iban(input, p) {
+                    self.push(range, Detector::Iban);
+                }
+            }
+            Event::At(p) => {
+                if let Some(range) = detect::check_email(input, p) {
+                    self.push(range, Detector::Email);
+                }
+            }
+        }
+    }
+
+    #[inline]
+    fn settled(&mut self, pos: usize) {
+        if !self.pending.is_empty() {
+            self.flush(pos.saturating_sub(self.back));
+        }
     }
 }
 
@@ -470,12 +639,34 @@ mod tests {
                     String::from_utf8_lossy(input)
                 );
             }
+            check_mask_into(&m, input, &expect);
+        }
+    }
+
+    /// The streaming rewrite of every ISA equals the rewrite of the reference findings, into a
+    /// fresh and into a dirty reused buffer.
+    fn check_mask_into(m: &Masker, input: &[u8], expect: &[Finding]) {
+        let want = m.rewrite(input, expect, |_| Mode::Text);
+        for isa in Isa::available() {
+            for mut out in [Vec::new(), b"stale bytes from the previous buffer".to_vec()] {
+                let changed = m.mask_into_with(isa, input, &mut out);
+                assert_eq!(changed, !expect.is_empty(), "{isa:?}");
+                if changed {
+                    assert_eq!(
+                        String::from_utf8_lossy(&out),
+                        String::from_utf8_lossy(&want),
+                        "{isa:?}"
+                    );
+                } else {
+                    assert!(out.is_empty(), "{isa:?}: out must be left empty");
+                }
+            }
         }
     }
 
     #[test]
     fn event_path_matches_reference_at_every_offset() {
-        let seeds: [&[u8]; 8] = [
+        let seeds: [&[u8]; 10] = [
             b"123-45-6789",
             b"12-123-45-6789 x 123-45-6789-12 x 123-45-6789 12",
             b"666-45-6789 000-12-1234 123-00-1234 123-45-0000 899-99-9999",
@@ -484,6 +675,8 @@ mod tests {
             b"2024-03-04 10:05:00,+1 555-123-4567,ORD-00012345",
             b"GB29 NWBK 6016 1331 9268 19 john@example.com",
             b"4111111111111111@example.com DE89370400440532013000",
+            b"a.very.long.local.part.that.crosses.a.chunk.boundary+tag@example.com 4111111111111111",
+            b"6011 1111 1111 1117 123-45-6789 x@y.io 5555555555554444,3782-822463-10005",
         ];
         for seed in seeds {
             for pad in 0..70 {
@@ -516,6 +709,46 @@ mod tests {
         )) {
             check_reference(&input);
         }
+    }
+
+    /// Every strategy (including the length-changing hash) and merged overlaps, through
+    /// `mask_into`, `mask_bytes` and the reference rewrite.
+    #[test]
+    fn mask_into_all_strategies() {
+        let row: &[u8] = b"id 1 4111 1111 1111 1111@example.com, ssn 123-45-6789, \
+            iban GB29 NWBK 6016 1331 9268 19; amex 3782-822463-10005 mail bob@mail.example.org\n";
+        let big: Vec<u8> = row.repeat(40);
+        for strat in ["redact", "last4", "hash", "null"] {
+            let m = masker(&format!(
+                "[masking]\ndetectors=[\"pan\",\"ssn\",\"iban\",\"email\"]\n\
+                 [masking.strategies]\npan=\"{strat}\"\nemail=\"last4\"\n"
+            ));
+            let mut out = Vec::new();
+            for input in [row, &big[..], &big[7..]] {
+                let expect = m.find(input);
+                assert!(!expect.is_empty());
+                assert_eq!(expect, reference_find(&m, input), "{strat}");
+                check_mask_into(&m, input, &expect);
+                // A reused buffer gives the same bytes as a fresh result.
+                assert!(m.mask_into(input, &mut out));
+                assert_eq!(out, m.mask_bytes(input).into_owned(), "{strat}");
+                assert!(!out.windows(16).any(|w| w == b"4111111111111111"));
+            }
+            assert!(!m.mask_into(b"nothing 2024-03-04 10:05:00 here", &mut out));
+            assert!(out.is_empty());
+        }
+    }
+
+    #[test]
+    fn mask_into_with_custom_detectors() {
+        let m = masker(
+            "[masking]\ndetectors=[\"pan\"]\n[[masking.custom]]\nname=\"tok\"\nregex=\"tok_[a-z]+\"\n",
+        );
+        let mut out = vec![1, 2, 3];
+        assert!(m.mask_into(b"a tok_abc 4111111111111111 b", &mut out));
+        assert_eq!(out, b"a ***_*** ************1111 b");
+        assert!(!m.mask_into(b"nothing", &mut out));
+        assert!(out.is_empty());
     }
 
     #[test]

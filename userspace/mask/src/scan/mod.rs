@@ -73,6 +73,28 @@ pub(crate) enum Event {
     At(usize),
 }
 
+/// Receiver of scanner output.
+pub(crate) trait Sink {
+    /// A candidate.
+    fn event(&mut self, ev: Event);
+
+    /// Progress mark: every event reported after this call is at position `pos` or later (a
+    /// [`Event::Stretch`] *starts* at `pos` or later). Lets a streaming consumer finish everything
+    /// before `pos` without waiting for the end of the input. Called once per chunk, in increasing
+    /// order.
+    #[inline(always)]
+    fn settled(&mut self, pos: usize) {
+        let _ = pos;
+    }
+}
+
+impl<F: FnMut(Event)> Sink for F {
+    #[inline(always)]
+    fn event(&mut self, ev: Event) {
+        self(ev);
+    }
+}
+
 const F_DIGIT: u8 = 1;
 const F_SEP: u8 = 2;
 const F_DASH: u8 = 4;
@@ -172,7 +194,7 @@ impl Isa {
     /// Scan `input`, calling `sink` for every candidate `want` asks for. Events of one kind come in
     /// increasing position order; kinds are interleaved chunk by chunk.
     #[inline]
-    pub(crate) fn scan<F: FnMut(Event)>(self, input: &[u8], want: Want, sink: &mut F) {
+    pub(crate) fn scan<F: Sink>(self, input: &[u8], want: Want, sink: &mut F) {
         if want == Want::default() {
             return;
         }
@@ -251,7 +273,7 @@ struct State {
 /// Chunk `k` is stepped once chunk `k + 1` is classified; the final partial chunk is copied into a
 /// zero-padded 64-byte buffer and classified by the same classifier (NUL classifies as nothing).
 #[inline(always)]
-pub(crate) fn drive<C: Fn(&[u8; 64], Want) -> Masks, F: FnMut(Event)>(
+pub(crate) fn drive<C: Fn(&[u8; 64], Want) -> Masks, F: Sink>(
     input: &[u8],
     want: Want,
     classify: C,
@@ -266,7 +288,7 @@ pub(crate) fn drive<C: Fn(&[u8; 64], Want) -> Masks, F: FnMut(Event)>(
 
 /// [`drive`] for one variant; `LEAN` = stretch events only.
 #[inline(always)]
-fn drive_variant<const LEAN: bool, C: Fn(&[u8; 64], Want) -> Masks, F: FnMut(Event)>(
+fn drive_variant<const LEAN: bool, C: Fn(&[u8; 64], Want) -> Masks, F: Sink>(
     input: &[u8],
     want: Want,
     classify: C,
@@ -327,21 +349,14 @@ fn drive_variant<const LEAN: bool, C: Fn(&[u8; 64], Want) -> Masks, F: FnMut(Eve
     }
     if let Some(s) = st.run_start {
         if input.len() - s >= want.min_stretch && st.run_digits >= want.min_digits {
-            sink(Event::Stretch(s, input.len()));
+            sink.event(Event::Stretch(s, input.len()));
         }
     }
 }
 
 /// Process the masks `m` of the chunk at `base`; `n` are the masks of the following chunk.
 #[inline(always)]
-fn step<F: FnMut(Event)>(
-    st: &mut State,
-    base: usize,
-    m: Masks,
-    n: Masks,
-    want: Want,
-    sink: &mut F,
-) {
+fn step<F: Sink>(st: &mut State, base: usize, m: Masks, n: Masks, want: Want, sink: &mut F) {
     let d = m.digit;
     let thr = want.min_stretch;
     if thr != 0 {
@@ -366,7 +381,7 @@ fn step<F: FnMut(Event)>(
                 & !behind(d, pd, 1)
                 & !(behind(h, ph, 1) & behind(d, pd, 2));
             while p != 0 {
-                sink(Event::Ssn(base + p.trailing_zeros() as usize));
+                sink.event(Event::Ssn(base + p.trailing_zeros() as usize));
                 p &= p - 1;
             }
         }
@@ -375,31 +390,27 @@ fn step<F: FnMut(Event)>(
         let u = m.upper;
         let mut p = u & ahead(u, n.upper, 1) & ahead(d, n.digit, 2) & ahead(d, n.digit, 3);
         while p != 0 {
-            sink(Event::Iban(base + p.trailing_zeros() as usize));
+            sink.event(Event::Iban(base + p.trailing_zeros() as usize));
             p &= p - 1;
         }
     }
     if want.at {
         let mut a = m.at;
         while a != 0 {
-            sink(Event::At(base + a.trailing_zeros() as usize));
+            sink.event(Event::At(base + a.trailing_zeros() as usize));
             a &= a - 1;
         }
     }
     st.prev_digit = d;
     st.prev_dash = m.dash;
+    // Later events come from later chunks, except a stretch carried into the next chunk.
+    let next_base = base + 64;
+    sink.settled(st.run_start.map_or(next_base, |s| s.min(next_base)));
 }
 
 /// Stretch events of one chunk: `v` is its stretch mask, `d` its digit mask.
 #[inline(always)]
-fn stretches<F: FnMut(Event)>(
-    st: &mut State,
-    base: usize,
-    d: u64,
-    v: u64,
-    want: Want,
-    sink: &mut F,
-) {
+fn stretches<F: Sink>(st: &mut State, base: usize, d: u64, v: u64, want: Want, sink: &mut F) {
     let thr = want.min_stretch;
     let mut rest = v;
     if let Some(s) = st.run_start {
@@ -411,7 +422,7 @@ fn stretches<F: FnMut(Event)>(
         }
         let e = base + lead.count_ones() as usize;
         if e - s >= thr && st.run_digits >= want.min_digits {
-            sink(Event::Stretch(s, e));
+            sink.event(Event::Stretch(s, e));
         }
         st.run_start = None;
         rest = v & !lead;
@@ -434,7 +445,7 @@ fn stretches<F: FnMut(Event)>(
         let run = (from & !from.wrapping_add(1)) << s;
         if (d & run).count_ones() >= want.min_digits {
             let s = base + s as usize;
-            sink(Event::Stretch(s, s + run.count_ones() as usize));
+            sink.event(Event::Stretch(s, s + run.count_ones() as usize));
         }
         w &= !run;
     }

@@ -3,7 +3,7 @@
 
 use proptest::prelude::*;
 
-use super::{Event, Isa, Want};
+use super::{Event, Isa, Sink, Want};
 
 fn is_digit(b: u8) -> bool {
     b.is_ascii_digit()
@@ -75,9 +75,43 @@ pub(crate) fn oracle(input: &[u8], want: Want) -> Vec<Event> {
     ev
 }
 
+/// Records events and checks the [`Sink::settled`] contract: marks never decrease and no later event
+/// lies before the last mark.
+#[derive(Default)]
+struct Checked {
+    ev: Vec<Event>,
+    mark: usize,
+    marks: usize,
+}
+
+impl Sink for Checked {
+    fn event(&mut self, e: Event) {
+        let pos = match e {
+            Event::Stretch(s, _) => s,
+            Event::Ssn(p) | Event::Iban(p) | Event::At(p) => p,
+        };
+        assert!(pos >= self.mark, "{e:?} after settled({})", self.mark);
+        self.ev.push(e);
+    }
+
+    fn settled(&mut self, pos: usize) {
+        assert!(
+            pos >= self.mark,
+            "settled({pos}) after settled({})",
+            self.mark
+        );
+        self.mark = pos;
+        self.marks += 1;
+    }
+}
+
 fn run(isa: Isa, input: &[u8], want: Want) -> Vec<Event> {
-    let mut ev = Vec::new();
-    isa.scan(input, want, &mut |e| ev.push(e));
+    let mut sink = Checked::default();
+    isa.scan(input, want, &mut sink);
+    if want != Want::default() {
+        assert_eq!(sink.marks, input.len().div_ceil(64), "one mark per chunk");
+    }
+    let mut ev = sink.ev;
     ev.sort();
     ev
 }

@@ -15,7 +15,7 @@ use std::arch::x86_64::{
     _mm_or_si128, _mm_set1_epi8, _mm_sub_epi8,
 };
 
-use super::{drive, Event, Masks, Want};
+use super::{drive, Masks, Sink, Want};
 
 /// `i8` view of an ASCII byte for the `set1` intrinsics.
 const fn c(b: u8) -> i8 {
@@ -80,13 +80,13 @@ fn classify_sse2(chunk: &[u8; 64], want: Want) -> Masks {
 }
 
 #[target_feature(enable = "sse2")]
-fn drive_sse2<F: FnMut(Event)>(input: &[u8], want: Want, sink: &mut F) {
+fn drive_sse2<F: Sink>(input: &[u8], want: Want, sink: &mut F) {
     // The closure inherits this function's target features, so the SSE2 classifier is safe to call.
     drive(input, want, |chunk, w| classify_sse2(chunk, w), sink);
 }
 
 /// Scan with the SSE2 classifier (x86-64 baseline, always available).
-pub(super) fn scan_sse2<F: FnMut(Event)>(input: &[u8], want: Want, sink: &mut F) {
+pub(super) fn scan_sse2<F: Sink>(input: &[u8], want: Want, sink: &mut F) {
     // SAFETY: SSE2 is part of the x86-64 baseline: every x86-64 CPU has it.
     unsafe { drive_sse2(input, want, sink) }
 }
@@ -136,13 +136,13 @@ fn classify_avx2(chunk: &[u8; 64], want: Want) -> Masks {
 }
 
 #[target_feature(enable = "avx2,popcnt,bmi1,bmi2,lzcnt")]
-fn drive_avx2<F: FnMut(Event)>(input: &[u8], want: Want, sink: &mut F) {
+fn drive_avx2<F: Sink>(input: &[u8], want: Want, sink: &mut F) {
     // The closure inherits this function's target features, so the AVX2 classifier is safe to call.
     drive(input, want, |chunk, w| classify_avx2(chunk, w), sink);
 }
 
 /// Scan with the AVX2 classifier, falling back to SSE2 if the CPU lacks AVX2.
-pub(super) fn scan_avx2<F: FnMut(Event)>(input: &[u8], want: Want, sink: &mut F) {
+pub(super) fn scan_avx2<F: Sink>(input: &[u8], want: Want, sink: &mut F) {
     if has_avx2() {
         // SAFETY: AVX2, POPCNT, BMI1/2 and LZCNT support was verified on this CPU just above.
         unsafe { drive_avx2(input, want, sink) }
@@ -185,13 +185,13 @@ fn classify_avx512(chunk: &[u8; 64], want: Want) -> Masks {
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx2,popcnt,bmi1,bmi2,lzcnt")]
-fn drive_avx512<F: FnMut(Event)>(input: &[u8], want: Want, sink: &mut F) {
+fn drive_avx512<F: Sink>(input: &[u8], want: Want, sink: &mut F) {
     // The closure inherits this function's target features, so the AVX-512 classifier is safe to call.
     drive(input, want, |chunk, w| classify_avx512(chunk, w), sink);
 }
 
 /// Scan with the AVX-512BW classifier, falling back to AVX2 if the CPU lacks AVX-512F/BW.
-pub(super) fn scan_avx512<F: FnMut(Event)>(input: &[u8], want: Want, sink: &mut F) {
+pub(super) fn scan_avx512<F: Sink>(input: &[u8], want: Want, sink: &mut F) {
     if has_avx512() {
         // SAFETY: AVX-512F/BW, AVX2, POPCNT, BMI1/2 and LZCNT support was verified on this CPU just
         // above.
