@@ -12,6 +12,9 @@
 //!   daemon's "held for approval" NoticeResponse, cancels the query with the client's cancel
 //!   token (a CancelRequest on a new connection), then prints the outcome, and whether the
 //!   session still works (`select 'usable'`).
+//! * `cancel-then-run ADDR DB SQL` — cancels a running `pg_sleep(10)` with the cancel token
+//!   (retrying every 200 ms until the server reports 57014), prints that, then runs SQL on the
+//!   same connection, printing every notice as it arrives and then the outcome.
 
 use std::{error::Error, net::SocketAddr, time::Duration};
 
@@ -32,6 +35,7 @@ fn main() {
             Some("script") if args.len() >= 5 => script(&args[2], &args[3], &args[4], &args[5..]).await,
             Some("pipeline") if args.len() >= 4 => pipeline(&args[2], &args[3], &args[4..]).await,
             Some("hold-cancel") if args.len() == 5 => hold_cancel(&args[2], &args[3], &args[4]).await,
+            Some("cancel-then-run") if args.len() == 5 => cancel_then_run(&args[2], &args[3], &args[4]).await,
             _ => Err("usage: dbw-policy-agent script ADDR DB simple|extended SQL... | pipeline ADDR DB SQL... | hold-cancel ADDR DB SQL".into()),
         }
     });
@@ -120,7 +124,9 @@ async fn script(addr: &str, db: &str, mode: &str, sqls: &[String]) -> Res {
                         .filter_map(|m| match m {
                             SimpleQueryMessage::Row(r) => Some(Value::Array(
                                 (0..r.len())
-                                    .map(|k| r.get(k).map_or(Value::Null, |s| Value::String(s.into())))
+                                    .map(|k| {
+                                        r.get(k).map_or(Value::Null, |s| Value::String(s.into()))
+                                    })
                                     .collect(),
                             )),
                             _ => None,
@@ -145,7 +151,10 @@ async fn pipeline(addr: &str, db: &str, sqls: &[String]) -> Res {
         println!("{v}");
     }
     // The session is still in sync after the pipeline.
-    println!("{}", extended(&c, sqls.len(), "select 'after pipeline'::text").await);
+    println!(
+        "{}",
+        extended(&c, sqls.len(), "select 'after pipeline'::text").await
+    );
     Ok(())
 }
 
@@ -178,5 +187,48 @@ async fn hold_cancel(addr: &str, db: &str, sql: &str) -> Res {
     };
     println!("{}", json!({ "outcome": outcome }));
     println!("{}", extended(&c, 1, "select 'usable'::text").await);
+    Ok(())
+}
+
+async fn cancel_then_run(addr: &str, db: &str, sql: &str) -> Res {
+    let (c, mut notices) = connect(addr, db).await?;
+    let token = c.cancel_token();
+    let sleep = c.simple_query("select pg_sleep(10)");
+    tokio::pin!(sleep);
+    let start = std::time::Instant::now();
+    let first = loop {
+        tokio::select! {
+            r = &mut sleep => break r,
+            () = tokio::time::sleep(Duration::from_millis(200)) => token.cancel_query(NoTls).await?,
+        }
+    };
+    let code = match &first {
+        Ok(_) => "none".to_string(),
+        Err(e) => e
+            .code()
+            .map_or_else(|| e.to_string(), |c| c.code().to_string()),
+    };
+    println!(
+        "{}",
+        json!({"phase": "sleep cancelled", "code": code, "ms": start.elapsed().as_millis() as u64})
+    );
+    let query = c.simple_query(sql);
+    tokio::pin!(query);
+    let r = loop {
+        tokio::select! {
+            r = &mut query => break r,
+            Some(n) = notices.recv() => println!("{}", json!({ "notice": n })),
+        }
+    };
+    while let Ok(n) = notices.try_recv() {
+        println!("{}", json!({ "notice": n }));
+    }
+    let outcome = match &r {
+        Ok(msgs) => {
+            json!({"ok": true, "rows": msgs.iter().filter(|m| matches!(m, SimpleQueryMessage::Row(_))).count()})
+        }
+        Err(e) => err_json(0, e),
+    };
+    println!("{}", json!({ "outcome": outcome }));
     Ok(())
 }

@@ -41,9 +41,10 @@ pub fn mask_output(masker: &Masker, out: ServerOutput, copy: &mut CopyRules) -> 
         ServerOutput::Forward(b) => Ok(Masked { bytes: b, changed: false }),
         ServerOutput::DataRow { row, context } => {
             let mut repl: Vec<(usize, MaskedValue)> = Vec::new();
+            let rules = copy.row_rules(masker, &context);
             for (i, v) in row.values().enumerate() {
                 let Some(v) = v else { continue };
-                let mv = mask_cell(masker, &context, i, v)?;
+                let mv = mask_cell(masker, &context, i, v, rules.get(i).copied().flatten())?;
                 if !matches!(mv, MaskedValue::Unchanged) {
                     repl.push((i, mv));
                 }
@@ -115,9 +116,14 @@ pub fn mask_output(masker: &Masker, out: ServerOutput, copy: &mut CopyRules) -> 
     }
 }
 
-fn mask_cell(masker: &Masker, ctx: &ResultContext, col: usize, v: &[u8]) -> Result<MaskedValue, MaskFailure> {
+fn mask_cell(
+    masker: &Masker,
+    ctx: &ResultContext,
+    col: usize,
+    v: &[u8],
+    rule: Option<dbwarden_mask::Strategy>,
+) -> Result<MaskedValue, MaskFailure> {
     let field = ctx.field(col);
-    let rule = field.and_then(|f| masker.column_rule(None, &f.name));
     let type_oid = field.map_or(0, |f| f.type_oid);
     let binary = match ctx.format(col) {
         Some(Format::Binary) => true,
@@ -199,11 +205,33 @@ pub fn copy_rules(masker: &Masker, sql: Option<&str>) -> Option<Vec<Option<dbwar
     }
 }
 
-/// Per-session cache of the COPY column rules (parsed once per COPY, not per row).
+/// Per-session cache of column rules: those of the COPY in progress (parsed once per COPY, not
+/// per row) and those of the last row description (glob matching once per result, not per cell).
 #[derive(Default)]
 pub struct CopyRules {
     request: Option<u64>,
     rules: Option<Vec<Option<dbwarden_mask::Strategy>>>,
+    row_desc: Option<std::sync::Arc<dbwarden_wire_pg::RowDescription>>,
+    row_rules: Vec<Option<dbwarden_mask::Strategy>>,
+}
+
+impl CopyRules {
+    fn row_rules(&mut self, masker: &Masker, ctx: &ResultContext) -> &[Option<dbwarden_mask::Strategy>] {
+        match &ctx.description {
+            None => {
+                self.row_desc = None;
+                self.row_rules.clear();
+            }
+            Some(d) => {
+                let same = self.row_desc.as_ref().is_some_and(|c| std::sync::Arc::ptr_eq(c, d));
+                if !same {
+                    self.row_rules = d.fields.iter().map(|f| masker.column_rule(None, &f.name)).collect();
+                    self.row_desc = Some(d.clone());
+                }
+            }
+        }
+        &self.row_rules
+    }
 }
 
 fn mask_copy(masker: &Masker, ctx: &CopyContext, data: &[u8], cache: &mut CopyRules) -> Result<Option<Vec<u8>>, MaskFailure> {

@@ -190,6 +190,8 @@ impl Pipeline {
     pub fn writer_config(&self) -> dbwarden_record::WriterConfig {
         dbwarden_record::WriterConfig {
             row_cap: dbwarden_record::RowCap { max_rows: self.row_cap, max_bytes: self.byte_cap },
+            // Level 1: recording competes with the agents' queries for the same cores.
+            zstd_level: 1,
             ..Default::default()
         }
     }

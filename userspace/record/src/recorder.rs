@@ -19,7 +19,7 @@ use crate::error::RecordError;
 use crate::model::{Gap, RecordBody};
 use crate::writer::{SealSummary, SessionWriter, Sink};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -265,6 +265,34 @@ fn write_gap<W: Sink>(w: &mut SessionWriter<W>, dropped: &AtomicU64) -> Result<(
     Ok(())
 }
 
+/// While records keep arriving, the writer drains the queue in batches and sleeps this long
+/// between batches instead of blocking in `recv`: a sender then never has to wake the writer
+/// thread (a futex wake and a context switch per record cost more than writing the record).
+/// When the queue is found empty the writer blocks again, so an idle session costs nothing.
+const BATCH_TICK: Duration = Duration::from_millis(20);
+
+fn handle<W: Sink>(
+    w: &mut SessionWriter<W>,
+    msg: Msg,
+    dropped: &AtomicU64,
+) -> Result<Option<SealSummary>, RecordError> {
+    match msg {
+        Msg::Record(ts, body) => {
+            write_gap(w, dropped)?;
+            w.append(ts, body)?;
+        }
+        Msg::Flush => {
+            write_gap(w, dropped)?;
+            w.flush_segment()?;
+        }
+        Msg::Finish(ts, reason) => {
+            write_gap(w, dropped)?;
+            return w.seal(ts, &reason).map(Some);
+        }
+    }
+    Ok(None)
+}
+
 fn run<W: Sink>(
     mut w: SessionWriter<W>,
     rx: &Receiver<Msg>,
@@ -274,24 +302,42 @@ fn run<W: Sink>(
         let timeout = w.flush_deadline().map_or(Duration::from_secs(3600), |d| {
             d.saturating_duration_since(Instant::now())
         });
+        // Idle: block until something arrives (or a flush is due).
         match rx.recv_timeout(timeout) {
-            Ok(Msg::Record(ts, body)) => {
-                write_gap(&mut w, dropped)?;
-                w.append(ts, body)?;
-            }
-            Ok(Msg::Flush) => {
-                write_gap(&mut w, dropped)?;
-                w.flush_segment()?;
-            }
-            Ok(Msg::Finish(ts, reason)) => {
-                write_gap(&mut w, dropped)?;
-                return w.seal(ts, &reason);
+            Ok(msg) => {
+                if let Some(s) = handle(&mut w, msg, dropped)? {
+                    return Ok(s);
+                }
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => {
                 write_gap(&mut w, dropped)?;
                 return w.seal(OffsetDateTime::now_utc(), "recorder dropped without finish");
             }
+        }
+        // Busy: drain in batches, sleeping between them, until the queue is found empty.
+        loop {
+            let mut got = 0usize;
+            loop {
+                match rx.try_recv() {
+                    Ok(msg) => {
+                        got += 1;
+                        if let Some(s) = handle(&mut w, msg, dropped)? {
+                            return Ok(s);
+                        }
+                    }
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        write_gap(&mut w, dropped)?;
+                        return w.seal(OffsetDateTime::now_utc(), "recorder dropped without finish");
+                    }
+                }
+            }
+            w.flush_if_due(Instant::now())?;
+            if got == 0 {
+                break;
+            }
+            std::thread::sleep(BATCH_TICK);
         }
         w.flush_if_due(Instant::now())?;
     }

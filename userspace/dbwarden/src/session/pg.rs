@@ -300,7 +300,9 @@ async fn client_to_server(
                         Some(t) => {
                             // A statement held for approval is cancelled here; one running on
                             // the server is cancelled there.
-                            t.held.notify_one();
+                            // Wakes a statement held right now and stores no permit: a cancel
+                            // that arrives while nothing is held must not cancel a later hold.
+                            t.held.notify_waiters();
                             if let Some((upstream, key)) = t.server {
                                 info!(%upstream, "forwarding cancel request");
                                 if let Err(e) = cancel::forward_cancel(upstream, &key).await {
@@ -459,6 +461,10 @@ impl Hold<'_> {
     /// request is recorded as cancelled), a CancelRequest cancels the statement, pipelined
     /// bytes are kept for later. Returns what to do with the statement.
     async fn wait(self, cr: &mut OwnedReadHalf, buf: &mut BytesMut, grants: &mut SessionGrants) -> Result<Verdict, String> {
+        // Registered before the request is filed, so a cancel sent after the client sees the
+        // notice is never missed (`notify_waiters` reaches created, not-yet-polled futures).
+        let cancelled = self.held.notified();
+        tokio::pin!(cancelled);
         let masker = self.shared.pipeline.masker();
         let key = dbwarden_policy::normalized_key(self.sql, dbwarden_policy::Dialect::Postgres)
             .unwrap_or_else(|| self.sql.to_string());
@@ -528,7 +534,7 @@ impl Hold<'_> {
             let can_read = buf.len() < HOLD_BUFFER_LIMIT;
             tokio::select! {
                 d = pending.wait() => break d,
-                _ = self.held.notified() => break pending.cancel("cancelled by the client"),
+                () = &mut cancelled => break pending.cancel("cancelled by the client"),
                 n = cr.read_buf(buf), if can_read => match n {
                     Ok(0) | Err(_) => {
                         drop(pending);
@@ -563,6 +569,11 @@ impl Hold<'_> {
             ApprovalDecision::Cancelled { .. } => Verdict::Refuse(ErrorResponse::query_canceled(format!(
                 "canceling statement due to user request (dbwarden approval #{id} cancelled)"
             ))),
+            ApprovalDecision::TimedOut { .. } => Verdict::Refuse(ErrorResponse::insufficient_privilege(
+                format!("dbwarden: statement timed out waiting for approval: {} (approval #{id}, rule \"{}\")", decision.summary(), self.rule),
+                None,
+                None,
+            )),
             _ => Verdict::Refuse(ErrorResponse::insufficient_privilege(
                 format!("dbwarden: statement {} (approval #{id}, rule \"{}\")", decision.summary(), self.rule),
                 None,

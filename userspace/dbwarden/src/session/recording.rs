@@ -184,10 +184,12 @@ impl SessionRecording {
                 .map(|(i, v)| {
                     v.map(|b| match ctx.format(i) {
                         Some(Format::Binary) => {
+                            const DIGITS: &[u8; 16] = b"0123456789abcdef";
                             let mut s = String::with_capacity(2 + b.len() * 2);
                             s.push_str("\\x");
-                            for x in b {
-                                s.push_str(&format!("{x:02x}"));
+                            for &x in b {
+                                s.push(char::from(DIGITS[usize::from(x >> 4)]));
+                                s.push(char::from(DIGITS[usize::from(x & 15)]));
                             }
                             s
                         }
