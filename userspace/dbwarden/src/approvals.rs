@@ -13,7 +13,11 @@ use tracing::{info, warn};
 use crate::config::Settings;
 
 /// Opens the broker and starts its channels. Returns the broker (cheap to clone).
-pub async fn start(settings: &Settings, shutdown: &CancellationToken) -> Result<Broker> {
+pub async fn start(
+    settings: &Settings,
+    shutdown: &CancellationToken,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
+) -> Result<Broker> {
     std::fs::create_dir_all(&settings.runtime_dir)
         .with_context(|| format!("creating runtime directory {}", settings.runtime_dir.display()))?;
     let (broker, orphans) = Broker::open(BrokerConfig::new(&settings.runtime_dir))
@@ -70,11 +74,22 @@ pub async fn start(settings: &Settings, shutdown: &CancellationToken) -> Result<
                     approval = %v.id, session = v.session_id, rule = %v.rule, expires_in_ms,
                     "approval requested"
                 ),
-                dbwarden_approvals::ApprovalState::Decided { decision, waited_ms, .. } => info!(
-                    approval = %v.id, session = v.session_id, rule = %v.rule, waited_ms,
-                    outcome = decision.outcome(), approver = decision.approver().unwrap_or(""),
-                    "approval decided"
-                ),
+                dbwarden_approvals::ApprovalState::Decided { decision, waited_ms, .. } => {
+                    use crate::metrics::Metrics;
+                    use dbwarden_approvals::Decision;
+                    Metrics::inc(match decision {
+                        Decision::Approved { .. } => &metrics.approvals_approved_total,
+                        Decision::Denied { .. } => &metrics.approvals_denied_total,
+                        Decision::TimedOut { .. } => &metrics.approvals_timed_out_total,
+                        Decision::Cancelled { .. } => &metrics.approvals_cancelled_total,
+                    });
+                    metrics.approval_wait_ms_total.fetch_add(*waited_ms, std::sync::atomic::Ordering::Relaxed);
+                    info!(
+                        approval = %v.id, session = v.session_id, rule = %v.rule, waited_ms,
+                        outcome = decision.outcome(), approver = decision.approver().unwrap_or(""),
+                        "approval decided"
+                    )
+                }
             }
         }
     });

@@ -49,6 +49,8 @@ pub struct FileConfig {
     pub recording: Option<RecordingSection>,
     /// Just-in-time approvals.
     pub approvals: Option<ApprovalsSection>,
+    /// Loopback address for Prometheus metrics (off unless set).
+    pub metrics_listen: Option<String>,
 }
 
 /// `[approvals]`.
@@ -224,6 +226,8 @@ pub struct Settings {
     pub recording: Recording,
     /// Approval channels.
     pub approvals: Approvals,
+    /// Metrics listener (loopback), if enabled.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Validated approval settings.
@@ -411,7 +415,22 @@ impl Settings {
             group: ap.group.unwrap_or_else(|| "dbwarden".into()),
             webhooks,
         };
+        let metrics_listen = match file.metrics_listen {
+            None => None,
+            Some(a) => match a.parse::<SocketAddr>() {
+                Ok(addr) if addr.ip().is_loopback() => Some(addr),
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        origin: origin.to_string(),
+                        key: "metrics_listen",
+                        value: a,
+                        reason: "expected a loopback address:port such as 127.0.0.1:9187".into(),
+                    })
+                }
+            },
+        };
         Ok(Settings {
+            metrics_listen,
             approvals,
             recording,
             listen,

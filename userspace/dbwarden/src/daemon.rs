@@ -153,8 +153,15 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone())?;
-    let approvals = crate::approvals::start(&settings, &shutdown).await?;
+    let metrics = Arc::new(crate::metrics::Metrics::default());
+    if let Some(addr) = settings.metrics_listen {
+        crate::metrics::serve(addr, metrics.clone(), shutdown.clone())
+            .await
+            .with_context(|| format!("binding metrics_listen {addr}"))?;
+    }
+    let approvals = crate::approvals::start(&settings, &shutdown, metrics.clone()).await?;
     let shared = Arc::new(Shared {
+        metrics,
         approvals: approvals.clone(),
         settings: settings.clone(),
         interceptor,
@@ -216,8 +223,14 @@ fn spawn_policy_reloader(shared: Arc<Shared>) -> anyhow::Result<()> {
                     let old = shared.pipeline.policy_hash();
                     match shared.pipeline.reload(&src) {
                         Ok(hash) if hash == old => info!(trigger = why, hash = %hash, "policy unchanged"),
-                        Ok(hash) => info!(trigger = why, origin = %src.origin, hash = %hash, old_hash = %old, "policy reloaded"),
-                        Err(e) => error!(trigger = why, error = %format!("{e:#}"), hash = %old, "policy reload rejected; the previous policy stays in force"),
+                        Ok(hash) => {
+                            crate::metrics::Metrics::inc(&shared.metrics.policy_reloads_total);
+                            info!(trigger = why, origin = %src.origin, hash = %hash, old_hash = %old, "policy reloaded")
+                        }
+                        Err(e) => {
+                            crate::metrics::Metrics::inc(&shared.metrics.policy_reload_failures_total);
+                            error!(trigger = why, error = %format!("{e:#}"), hash = %old, "policy reload rejected; the previous policy stays in force")
+                        }
                     }
                 }
                 Err(e) => error!(trigger = why, error = %format!("{e:#}"), "policy reload failed; the previous policy stays in force"),

@@ -24,6 +24,7 @@ pub mod exec;
 pub mod identity;
 pub mod intercept;
 pub mod masking;
+pub mod metrics;
 pub mod pipeline;
 pub mod policy_cli;
 pub mod server;

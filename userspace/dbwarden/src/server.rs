@@ -21,6 +21,8 @@ pub struct Shared {
     pub cancel: crate::session::cancel::CancelRegistry,
     /// Policy, masking and recording.
     pub pipeline: crate::pipeline::Pipeline,
+    /// Counters.
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
     /// Approval broker (statements held for a human).
     pub approvals: dbwarden_approvals::Broker,
     /// Session recordings (None when recording is disabled).
@@ -80,6 +82,7 @@ async fn handle(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
         // Not redirected by our programs (someone connected to the listener directly, or the
         // record was evicted): we cannot attest who it is, so it gets nothing.
         warn!(%peer, %local, "refusing connection without a kernel record (not from a controlled cgroup)");
+        crate::metrics::Metrics::inc(&shared.metrics.connections_refused_total);
         return;
     };
     let id = shared

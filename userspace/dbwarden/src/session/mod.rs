@@ -56,6 +56,16 @@ pub async fn run(client: TcpStream, peer: SocketAddr, ident: ConnIdentity, id: u
             "session started"
         );
         let started = Instant::now();
+        let m = shared.metrics.clone();
+        crate::metrics::Metrics::inc(&m.sessions_total);
+        m.sessions_active.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        struct Active(std::sync::Arc<crate::metrics::Metrics>);
+        impl Drop for Active {
+            fn drop(&mut self) {
+                self.0.sessions_active.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        let _active = Active(m.clone());
         let _ = client.set_nodelay(true);
         let upstream = match tokio::time::timeout(
             shared.settings.connect_timeout,
@@ -88,10 +98,12 @@ pub async fn run(client: TcpStream, peer: SocketAddr, ident: ConnIdentity, id: u
             }
             ProtocolName::Mysql | ProtocolName::Unknown => relay::run(client, upstream, &shared.shutdown).await,
         };
-        let (totals, reason) = match result {
-            Ok(t) => (t, "closed".to_string()),
-            Err((t, e)) => (t, e),
+        let (totals, reason) = match &result {
+            Ok(t) => (*t, "closed".to_string()),
+            Err((t, e)) => (*t, e.clone()),
         };
+        m.bytes_client_to_server_total.fetch_add(totals.client_to_server, std::sync::atomic::Ordering::Relaxed);
+        m.bytes_server_to_client_total.fetch_add(totals.server_to_client, std::sync::atomic::Ordering::Relaxed);
         info!(
             bytes_client_to_server = totals.client_to_server,
             bytes_server_to_client = totals.server_to_client,

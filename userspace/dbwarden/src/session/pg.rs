@@ -253,6 +253,15 @@ async fn client_to_server(
                     let stmt = pending.request().0;
                     let sql = pending.sql().unwrap_or("<fast-path function call>").to_string();
                     let held = matches!(decision.verdict.action, dbwarden_policy::Action::RequireApproval { .. });
+                    {
+                        use crate::metrics::Metrics;
+                        let m = &shared.metrics;
+                        Metrics::inc(match (&decision.wire, held) {
+                            (_, true) => &m.statements_held_total,
+                            (Verdict::Allow, _) => &m.statements_allowed_total,
+                            (Verdict::Refuse(_), _) => &m.statements_denied_total,
+                        });
+                    }
                     if let Some(r) = rec.get() {
                         let action = match (&decision.wire, held) {
                             (_, true) => dbwarden_record::Action::Hold,
@@ -416,6 +425,7 @@ async fn server_to_client(
                 }
                 Err(e) => {
                     warn!(reason = %e, "result withheld: masking failed");
+                    crate::metrics::Metrics::inc(&shared.metrics.masking_failures_total);
                     ErrorResponse::insufficient_privilege(
                         format!("dbwarden: result withheld because a value could not be masked ({e})"),
                         None,
