@@ -36,9 +36,11 @@ pub fn require_privileged() {
         std::env::var("CI").unwrap_or_default()
     );
     for (what, addr) in [("PostgreSQL", PG_ADDR), ("MariaDB", MYSQL_ADDR)] {
-        TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(3)).unwrap_or_else(|e| {
-            panic!("{what} is not reachable on {addr} ({e}); start it before running the tests")
-        });
+        TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(3)).unwrap_or_else(
+            |e| {
+                panic!("{what} is not reachable on {addr} ({e}); start it before running the tests")
+            },
+        );
     }
 }
 
@@ -75,7 +77,11 @@ pub fn agent_bin() -> PathBuf {
 
 /// A free loopback TCP port (bound then released).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// The cgroup2 mount point, from /proc/mounts.
@@ -212,7 +218,10 @@ impl Daemon {
             if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("dbwarden exited during startup ({st}); log:\n{text}");
             }
-            assert!(Instant::now() < deadline, "dbwarden did not become ready; log:\n{text}");
+            assert!(
+                Instant::now() < deadline,
+                "dbwarden did not become ready; log:\n{text}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -247,7 +256,11 @@ impl Daemon {
     /// A command that runs `program` inside this daemon's controlled cgroup via `dbwarden exec`.
     pub fn agent(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut c = Command::new(dbwarden_bin());
-        c.arg("exec").arg("--cgroup").arg(&self.cgroup).arg("--").arg(program);
+        c.arg("exec")
+            .arg("--cgroup")
+            .arg(&self.cgroup)
+            .arg("--")
+            .arg(program);
         c
     }
 
@@ -285,13 +298,22 @@ impl Daemon {
     }
 
     /// Waits until `pred` holds for the log events (or panics after `timeout`).
-    pub fn wait_for_log(&self, timeout: Duration, what: &str, pred: impl Fn(&[serde_json::Value]) -> bool) {
+    pub fn wait_for_log(
+        &self,
+        timeout: Duration,
+        what: &str,
+        pred: impl Fn(&[serde_json::Value]) -> bool,
+    ) {
         let deadline = Instant::now() + timeout;
         loop {
             if pred(&self.log_events()) {
                 return;
             }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}; log:\n{}", self.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; log:\n{}",
+                self.log_text()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -322,7 +344,22 @@ impl Drop for Daemon {
 /// Runs `psql` with `args` inside the daemon's cgroup against 127.0.0.1:5432.
 pub fn psql(d: &Daemon, db: &str, sql: &str) -> Output {
     d.agent("psql")
-        .args(["-h", "127.0.0.1", "-p", "5432", "-U", "postgres", "-d", db, "-X", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            "5432",
+            "-U",
+            "postgres",
+            "-d",
+            db,
+            "-X",
+            "-At",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            sql,
+        ])
         .env("PGCONNECT_TIMEOUT", "10")
         .output()
         .expect("run psql")
@@ -331,10 +368,29 @@ pub fn psql(d: &Daemon, db: &str, sql: &str) -> Output {
 /// Runs SQL directly (outside any controlled cgroup) with psql; panics on failure.
 pub fn psql_direct(db: &str, sql: &str) -> String {
     let out = Command::new("psql")
-        .args(["-h", "127.0.0.1", "-p", "5432", "-U", "postgres", "-d", db, "-X", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            "5432",
+            "-U",
+            "postgres",
+            "-d",
+            db,
+            "-X",
+            "-At",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            sql,
+        ])
         .output()
         .expect("run psql");
-    assert!(out.status.success(), "direct psql failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "direct psql failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim_end().to_string()
 }
 
@@ -357,8 +413,21 @@ impl PgDb {
 impl Drop for PgDb {
     fn drop(&mut self) {
         let _ = Command::new("psql")
-            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-X", "-q", "-c"])
-            .arg(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-X",
+                "-q",
+                "-c",
+            ])
+            .arg(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
             .output();
     }
 }
@@ -430,7 +499,11 @@ pub fn pins_under(dir: &Path) -> Vec<PathBuf> {
 pub fn output_timeout(mut cmd: Command, stdin: Option<Vec<u8>>, timeout: Duration) -> Output {
     use std::io::{Read, Write};
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
     let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
     let feeder = stdin.map(|data| {
         let mut w = child.stdin.take().unwrap();
@@ -471,7 +544,11 @@ pub fn output_timeout(mut cmd: Command, stdin: Option<Vec<u8>>, timeout: Duratio
     if let Some(f) = feeder {
         let _ = f.join();
     }
-    Output { status, stdout: t_out.join().unwrap(), stderr: t_err.join().unwrap() }
+    Output {
+        status,
+        stdout: t_out.join().unwrap(),
+        stderr: t_err.join().unwrap(),
+    }
 }
 
 /// Polls `f` every 50 ms until it returns `Some`, panicking with `what` after `timeout`.
@@ -482,7 +559,10 @@ pub fn wait_until<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Optio
         if let Some(v) = f() {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -494,8 +574,19 @@ pub fn psql_cmd(d: Option<&Daemon>, db: &str) -> Command {
         Some(d) => d.agent("psql"),
         None => Command::new("psql"),
     };
-    c.args(["-h", "127.0.0.1", "-p", "5432", "-U", "postgres", "-d", db, "-X", "-At"])
-        .env("PGCONNECT_TIMEOUT", "10");
+    c.args([
+        "-h",
+        "127.0.0.1",
+        "-p",
+        "5432",
+        "-U",
+        "postgres",
+        "-d",
+        db,
+        "-X",
+        "-At",
+    ])
+    .env("PGCONNECT_TIMEOUT", "10");
     c
 }
 
@@ -523,7 +614,10 @@ pub fn vm_rss_kib(pid: u32) -> Option<u64> {
 pub fn process_alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|s| s.rsplit_once(')').map(|(_, rest)| !rest.trim_start().starts_with('Z')))
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
+        })
         .unwrap_or(false)
 }
 
@@ -541,8 +635,14 @@ impl Daemon {
     #[track_caller]
     pub fn assert_sessions_closed_cleanly(&self, timeout: Duration) {
         self.wait_for_log(timeout, "all sessions to end", |ev| {
-            let started = ev.iter().filter(|e| e["message"] == "session started").count();
-            let ended = ev.iter().filter(|e| e["message"] == "session ended").count();
+            let started = ev
+                .iter()
+                .filter(|e| e["message"] == "session started")
+                .count();
+            let ended = ev
+                .iter()
+                .filter(|e| e["message"] == "session ended")
+                .count();
             started > 0 && started == ended
         });
         let bad: Vec<_> = self
@@ -550,14 +650,22 @@ impl Daemon {
             .into_iter()
             .filter(|e| e["reason"] != "closed")
             .collect();
-        assert!(bad.is_empty(), "sessions ended abnormally: {bad:#?}\nlog:\n{}", self.log_text());
+        assert!(
+            bad.is_empty(),
+            "sessions ended abnormally: {bad:#?}\nlog:\n{}",
+            self.log_text()
+        );
     }
 
     /// Number of "session started" events whose process name (`comm`) starts with `prefix`.
     pub fn sessions_of(&self, comm_prefix: &str) -> usize {
         self.sessions_started()
             .iter()
-            .filter(|e| e["comm"].as_str().is_some_and(|c| c.starts_with(comm_prefix)))
+            .filter(|e| {
+                e["comm"]
+                    .as_str()
+                    .is_some_and(|c| c.starts_with(comm_prefix))
+            })
             .count()
     }
 }

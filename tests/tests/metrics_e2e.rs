@@ -12,7 +12,8 @@ use dbwarden_tests::*;
 
 fn scrape(port: u16) -> String {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to metrics");
-    s.write_all(b"GET /metrics HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n").unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
+        .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     assert!(out.starts_with("HTTP/1.1 200 OK"), "{out}");
@@ -48,7 +49,18 @@ fn counters_follow_decisions_and_approvals() {
     let run = d.dir.join("run");
     let held = d
         .agent("psql")
-        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", &db.name, "-X", "-At", "-c", "select card_number from cards"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            &db.name,
+            "-X",
+            "-At",
+            "-c",
+            "select card_number from cards",
+        ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -65,7 +77,10 @@ fn counters_follow_decisions_and_approvals() {
         if let Some(line) = text.lines().nth(1) {
             break line.split_whitespace().next().unwrap().to_string();
         }
-        assert!(Instant::now() < deadline, "no pending approval appeared: {text}");
+        assert!(
+            Instant::now() < deadline,
+            "no pending approval appeared: {text}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     std::thread::sleep(Duration::from_millis(200));
@@ -97,5 +112,8 @@ fn counters_follow_decisions_and_approvals() {
     assert!(value(&text, "approval_wait_ms_total") >= 200, "{text}");
     assert_eq!(value(&text, "approvals_denied_total"), 0, "{text}");
     assert!(value(&text, "bytes_server_to_client_total") > 0, "{text}");
-    assert!(!text.contains("4111") && !text.contains("cards"), "metrics must carry no data:\n{text}");
+    assert!(
+        !text.contains("4111") && !text.contains("cards"),
+        "metrics must carry no data:\n{text}"
+    );
 }

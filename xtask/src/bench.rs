@@ -26,7 +26,10 @@ impl Drop for BenchDaemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = Command::new(&self.bin).args(["detach", "--bpffs-dir", &self.bpffs]).stdout(Stdio::null()).status();
+        let _ = Command::new(&self.bin)
+            .args(["detach", "--bpffs-dir", &self.bpffs])
+            .stdout(Stdio::null())
+            .status();
         let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
         if let Some(m) = mounts
             .lines()
@@ -44,16 +47,29 @@ fn start_daemon(tag: &str, config: &str) -> Result<BenchDaemon> {
     let name = format!("dbwarden-bench-{}-{tag}", std::process::id());
     let dir = std::env::temp_dir().join(&name);
     std::fs::create_dir_all(&dir)?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let bpffs = format!("/sys/fs/bpf/{name}");
     let log = std::fs::File::create(dir.join("daemon.log"))?;
     let cfg = dir.join("dbwarden.toml");
     // The benchmark measures the proxy path, not the policy's opinion of pgbench.
     let policy = dir.join("policy.toml");
-    std::fs::write(&policy, "[policy]\nname = \"bench-allow-all\"\ndefault = \"allow\"\n")?;
+    std::fs::write(
+        &policy,
+        "[policy]\nname = \"bench-allow-all\"\ndefault = \"allow\"\n",
+    )?;
     std::fs::write(&cfg, config)?;
     let child = Command::new(&bin)
-        .args(["run", "--cgroup", &name, "--listen", &format!("127.0.0.1:{port}"), "--bpffs-dir", &bpffs])
+        .args([
+            "run",
+            "--cgroup",
+            &name,
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--bpffs-dir",
+            &bpffs,
+        ])
         .arg("--sessions-dir")
         .arg(dir.join("sessions"))
         .arg("--runtime-dir")
@@ -67,11 +83,20 @@ fn start_daemon(tag: &str, config: &str) -> Result<BenchDaemon> {
         .stdout(Stdio::null())
         .spawn()
         .context("starting the daemon")?;
-    let d = BenchDaemon { child, bin, cgroup: name, bpffs, dir };
+    let d = BenchDaemon {
+        child,
+        bin,
+        cgroup: name,
+        bpffs,
+        dir,
+    };
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         if Instant::now() > deadline {
-            bail!("daemon did not start; see {}", d.dir.join("daemon.log").display());
+            bail!(
+                "daemon did not start; see {}",
+                d.dir.join("daemon.log").display()
+            );
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -89,8 +114,22 @@ fn pgbench(through: Option<&BenchDaemon>, db: &str, mode: &str, secs: u64) -> Re
         }
         None => Command::new("pgbench"),
     };
-    cmd.args(["-h", "127.0.0.1", "-p", "5432", "-U", "postgres", "-S", "-c", "8", "-j", "2", "-M", mode])
-        .args(["-T", &secs.to_string(), db]);
+    cmd.args([
+        "-h",
+        "127.0.0.1",
+        "-p",
+        "5432",
+        "-U",
+        "postgres",
+        "-S",
+        "-c",
+        "8",
+        "-j",
+        "2",
+        "-M",
+        mode,
+    ])
+    .args(["-T", &secs.to_string(), db]);
     let out = output(cmd)?;
     let tps = out
         .lines()
@@ -118,7 +157,9 @@ fn count_statements(d: &BenchDaemon) -> Result<u64> {
     // Sessions are sealed when pgbench disconnects; give the writer threads a moment.
     std::thread::sleep(Duration::from_secs(2));
     let mut c = Command::new(&d.bin);
-    c.args(["sessions", "--dir"]).arg(d.dir.join("sessions")).arg("list");
+    c.args(["sessions", "--dir"])
+        .arg(d.dir.join("sessions"))
+        .arg("list");
     let out = output(c)?;
     let mut n = 0;
     for line in out.lines().skip(2) {
@@ -140,7 +181,18 @@ pub fn bench(quick: bool, criterion: bool) -> Result<()> {
     let db = format!("dbwarden_bench_{}", std::process::id());
     let psql = |sql: &str| {
         let mut c = Command::new("psql");
-        c.args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-X", "-q", "-c", sql]);
+        c.args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-X",
+            "-q",
+            "-c",
+            sql,
+        ]);
         status(c)
     };
     psql(&format!("CREATE DATABASE {db}"))?;
@@ -148,7 +200,17 @@ pub fn bench(quick: bool, criterion: bool) -> Result<()> {
         let scale = if quick { "2" } else { "10" };
         status({
             let mut c = Command::new("pgbench");
-            c.args(["-h", "127.0.0.1", "-U", "postgres", "-i", "-q", "-s", scale, &db]);
+            c.args([
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-i",
+                "-q",
+                "-s",
+                scale,
+                &db,
+            ]);
             c
         })?;
         let secs = if quick { 5 } else { 15 };
@@ -184,7 +246,16 @@ pub fn bench(quick: bool, criterion: bool) -> Result<()> {
     let _ = psql(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"));
     result?;
     if criterion {
-        let mut args = vec!["bench", "--workspace", "--exclude", "xtask", "--exclude", "dbwarden-tests", "--exclude", "dbwarden-ebpf"];
+        let mut args = vec![
+            "bench",
+            "--workspace",
+            "--exclude",
+            "xtask",
+            "--exclude",
+            "dbwarden-tests",
+            "--exclude",
+            "dbwarden-ebpf",
+        ];
         if quick {
             args.extend(["--", "--warm-up-time", "1", "--measurement-time", "2"]);
         }

@@ -79,7 +79,10 @@ fn main() {
         Task::Build { release } => build(release),
         Task::Run { release, args } => run(release, &args),
         Task::Test { no_setup, args } => test(no_setup, &args),
-        Task::Bench { quick, no_criterion } => bench::bench(quick, !no_criterion),
+        Task::Bench {
+            quick,
+            no_criterion,
+        } => bench::bench(quick, !no_criterion),
         Task::Fuzz { seconds } => fuzz(seconds),
     };
     if let Err(e) = r {
@@ -99,7 +102,9 @@ fn build(release: bool) -> Result<()> {
 
 fn run(release: bool, extra: &[String]) -> Result<()> {
     build(release)?;
-    let bin = util::target_dir()?.join(if release { "release" } else { "debug" }).join("dbwarden");
+    let bin = util::target_dir()?
+        .join(if release { "release" } else { "debug" })
+        .join("dbwarden");
     let mut cmd = std::process::Command::new(bin);
     cmd.arg("run").args(extra);
     util::exec(cmd)
@@ -110,7 +115,9 @@ fn test(no_setup: bool, extra: &[String]) -> Result<()> {
         setup::setup(true)?;
     }
     build(false)?;
-    let mut args: Vec<String> = ["test", "--workspace", "--no-fail-fast"].map(String::from).to_vec();
+    let mut args: Vec<String> = ["test", "--workspace", "--no-fail-fast"]
+        .map(String::from)
+        .to_vec();
     if !extra.is_empty() {
         args.push("--".into());
         args.extend(extra.iter().cloned());

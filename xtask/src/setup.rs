@@ -91,7 +91,12 @@ fn ensure_bpf_linker() -> Result<()> {
                 .and_then(|n| n.to_str())
                 .is_some_and(|n| n.starts_with("libLLVM.so."))
         })
-        .with_context(|| format!("no libLLVM.so.* in {}: is the nightly toolchain complete?", lib.display()))?;
+        .with_context(|| {
+            format!(
+                "no libLLVM.so.* in {}: is the nightly toolchain complete?",
+                lib.display()
+            )
+        })?;
     let prefix = llvm_prefix_dir()?;
     let plib = prefix.join("lib");
     std::fs::create_dir_all(&plib)?;
@@ -169,7 +174,9 @@ fn check_kernel() -> Result<()> {
         }
     }
     match std::fs::read_to_string("/sys/kernel/security/lsm") {
-        Ok(l) if l.split(',').any(|x| x.trim() == "bpf") => println!("xtask setup: BPF LSM active ({})", l.trim()),
+        Ok(l) if l.split(',').any(|x| x.trim() == "bpf") => {
+            println!("xtask setup: BPF LSM active ({})", l.trim())
+        }
         _ => println!("xtask setup: note: BPF LSM is not active (not required yet)"),
     }
     Ok(())
@@ -200,7 +207,9 @@ fn ensure_clients() -> Result<()> {
         });
         status({
             let mut c = Command::new("apt-get");
-            c.args(["install", "-y", "-qq"]).args(&missing).env("DEBIAN_FRONTEND", "noninteractive");
+            c.args(["install", "-y", "-qq"])
+                .args(&missing)
+                .env("DEBIAN_FRONTEND", "noninteractive");
             c
         })?;
     }
@@ -211,10 +220,21 @@ fn ensure_clients() -> Result<()> {
             .output();
         let ok = check.map(|o| o.status.success()).unwrap_or(false);
         if !ok {
-            println!("xtask setup: installing Python test clients from {}", req.display());
+            println!(
+                "xtask setup: installing Python test clients from {}",
+                req.display()
+            );
             status({
                 let mut c = Command::new("python3");
-                c.args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"]).arg(&req);
+                c.args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                    "-r",
+                ])
+                .arg(&req);
                 c
             })
             .context("pip install of the Python test clients failed")?;

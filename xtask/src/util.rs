@@ -10,7 +10,10 @@ use anyhow::{bail, Context, Result};
 /// The workspace root (xtask lives in `<root>/xtask`).
 pub fn root() -> Result<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    Ok(dir.parent().context("xtask has no parent directory")?.to_path_buf())
+    Ok(dir
+        .parent()
+        .context("xtask has no parent directory")?
+        .to_path_buf())
 }
 
 /// The cargo target directory (honours CARGO_TARGET_DIR).

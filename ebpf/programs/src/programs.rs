@@ -56,9 +56,8 @@ static CONNS: LruHashMap<ConnKey, ConnInfo> = LruHashMap::with_max_entries(65536
 pub fn dbw_connect4(ctx: SockAddrContext) -> i32 {
     let sa = ctx.sock_addr;
     // SAFETY: the kernel hands us a valid bpf_sock_addr; 4-byte reads of these fields are allowed.
-    let (ty, proto, ip4, port_be) = unsafe {
-        ((*sa).type_, (*sa).protocol, (*sa).user_ip4, (*sa).user_port)
-    };
+    let (ty, proto, ip4, port_be) =
+        unsafe { ((*sa).type_, (*sa).protocol, (*sa).user_ip4, (*sa).user_port) };
     if ty != SOCK_STREAM || (proto != IPPROTO_TCP && proto != 0) {
         return PASS;
     }
@@ -68,7 +67,10 @@ pub fn dbw_connect4(ctx: SockAddrContext) -> i32 {
         return PASS;
     };
     let Some(cfg) = cfg else {
-        warn!(&ctx, "dbwarden: refusing connect to port {}: daemon not ready", port);
+        warn!(
+            &ctx,
+            "dbwarden: refusing connect to port {}: daemon not ready", port
+        );
         return REFUSE;
     };
     if !record(&ctx, sa, &dest, port, AF_INET) {
@@ -103,18 +105,28 @@ pub fn dbw_connect6(ctx: SockAddrContext) -> i32 {
         return PASS;
     };
     let Some(cfg) = cfg else {
-        warn!(&ctx, "dbwarden: refusing connect6 to port {}: daemon not ready", port);
+        warn!(
+            &ctx,
+            "dbwarden: refusing connect6 to port {}: daemon not ready", port
+        );
         return REFUSE;
     };
     let mapped = dbwarden_common::is_v4_mapped(&dest);
     if !mapped && cfg.has_v6 == 0 {
-        warn!(&ctx, "dbwarden: refusing IPv6 connect to port {}: no IPv6 listener", port);
+        warn!(
+            &ctx,
+            "dbwarden: refusing IPv6 connect to port {}: no IPv6 listener", port
+        );
         return REFUSE;
     }
     if !record(&ctx, sa, &dest, port, AF_INET6) {
         return REFUSE;
     }
-    let to = if mapped { v4_mapped(cfg.listen_v4) } else { cfg.listen_v6 };
+    let to = if mapped {
+        v4_mapped(cfg.listen_v4)
+    } else {
+        cfg.listen_v6
+    };
     // SAFETY: connect6 may rewrite user_ip6 (word by word) and user_port.
     unsafe {
         write_volatile(addr_of_mut!((*sa).user_ip6[0]), to[0]);
@@ -147,7 +159,13 @@ fn intercepted(dest: &[u32; 4], port: u16) -> Option<Option<&'static Config>> {
 
 /// Stores destination and caller identity under the socket cookie. Returns false on failure.
 #[inline(always)]
-fn record(ctx: &SockAddrContext, sa: *mut bpf_sock_addr, dest: &[u32; 4], port: u16, family: u16) -> bool {
+fn record(
+    ctx: &SockAddrContext,
+    sa: *mut bpf_sock_addr,
+    dest: &[u32; 4],
+    port: u16,
+    family: u16,
+) -> bool {
     // SAFETY: sa is the program's context pointer, valid for bpf_get_socket_cookie.
     let cookie = unsafe { bpf_get_socket_cookie(sa.cast()) };
     let pid_tgid = bpf_get_current_pid_tgid();
@@ -173,11 +191,21 @@ fn record(ctx: &SockAddrContext, sa: *mut bpf_sock_addr, dest: &[u32; 4], port: 
     };
     match SOCKS.insert(&cookie, &info, 0) {
         Ok(()) => {
-            debug!(ctx, "dbwarden: redirect tgid {} uid {} port {} cookie {}", info.tgid, info.uid, port, cookie);
+            debug!(
+                ctx,
+                "dbwarden: redirect tgid {} uid {} port {} cookie {}",
+                info.tgid,
+                info.uid,
+                port,
+                cookie
+            );
             true
         }
         Err(e) => {
-            warn!(ctx, "dbwarden: cannot record connection (err {}), refusing", e);
+            warn!(
+                ctx,
+                "dbwarden: cannot record connection (err {}), refusing", e
+            );
             false
         }
     }

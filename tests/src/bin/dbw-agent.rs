@@ -97,7 +97,12 @@ fn raw(addr: &str, hex: &[String]) -> Res {
                 match s.read(&mut chunk) {
                     Ok(0) => break,
                     Ok(n) => got.extend_from_slice(&chunk[..n]),
-                    Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) =>
+                    {
                         if !got.is_empty() {
                             break;
                         }
@@ -112,7 +117,9 @@ fn raw(addr: &str, hex: &[String]) -> Res {
         match s.read(&mut chunk) {
             Ok(0) => break (true, None),
             Ok(n) => got.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break (true, Some(e.to_string())),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                break (true, Some(e.to_string()))
+            }
             Err(e) => break (false, Some(e.to_string())),
         }
     };
@@ -212,7 +219,9 @@ fn spawn_many(addr: &str, n: usize, ms: &str) -> Res {
 }
 
 fn pg(addr: &str, db: &str, sql: &str, extended: bool) -> Res {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         let addr: SocketAddr = addr.parse()?;
         let stream = tokio::net::TcpStream::connect(addr).await?;
@@ -221,7 +230,10 @@ fn pg(addr: &str, db: &str, sql: &str, extended: bool) -> Res {
         cfg.user("postgres").dbname(db);
         let (client, conn) = cfg.connect_raw(stream, tokio_postgres::NoTls).await?;
         let task = tokio::spawn(conn);
-        println!("{}", serde_json::json!({ "pid": std::process::id(), "peer": peer.to_string() }));
+        println!(
+            "{}",
+            serde_json::json!({ "pid": std::process::id(), "peer": peer.to_string() })
+        );
         if extended {
             for row in client.query(sql, &[]).await? {
                 let cols: Vec<String> = (0..row.len()).map(|i| cell(&row, i)).collect();
@@ -230,7 +242,9 @@ fn pg(addr: &str, db: &str, sql: &str, extended: bool) -> Res {
         } else {
             for m in client.simple_query(sql).await? {
                 if let tokio_postgres::SimpleQueryMessage::Row(r) = m {
-                    let cols: Vec<String> = (0..r.len()).map(|i| r.get(i).unwrap_or("NULL").to_string()).collect();
+                    let cols: Vec<String> = (0..r.len())
+                        .map(|i| r.get(i).unwrap_or("NULL").to_string())
+                        .collect();
                     println!("{}", cols.join("\t"));
                 }
             }

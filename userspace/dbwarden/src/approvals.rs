@@ -18,8 +18,12 @@ pub async fn start(
     shutdown: &CancellationToken,
     metrics: std::sync::Arc<crate::metrics::Metrics>,
 ) -> Result<Broker> {
-    std::fs::create_dir_all(&settings.runtime_dir)
-        .with_context(|| format!("creating runtime directory {}", settings.runtime_dir.display()))?;
+    std::fs::create_dir_all(&settings.runtime_dir).with_context(|| {
+        format!(
+            "creating runtime directory {}",
+            settings.runtime_dir.display()
+        )
+    })?;
     let (broker, orphans) = Broker::open(BrokerConfig::new(&settings.runtime_dir))
         .await
         .context("opening the approval journal")?;
@@ -33,17 +37,29 @@ pub async fn start(
             "approval request left pending by a previous daemon: denied"
         );
     }
-    let auth = ControlAuth { group: settings.approvals.group.clone(), ..ControlAuth::default() };
-    let sock = settings.runtime_dir.join(dbwarden_approvals::control::SOCKET_FILE);
-    let listener = bind_control(&sock, &auth).with_context(|| format!("binding {}", sock.display()))?;
+    let auth = ControlAuth {
+        group: settings.approvals.group.clone(),
+        ..ControlAuth::default()
+    };
+    let sock = settings
+        .runtime_dir
+        .join(dbwarden_approvals::control::SOCKET_FILE);
+    let listener =
+        bind_control(&sock, &auth).with_context(|| format!("binding {}", sock.display()))?;
     let (b, sd) = (broker.clone(), shutdown.clone());
-    tokio::spawn(async move { serve_control(b, listener, auth, async move { sd.cancelled().await }).await });
+    tokio::spawn(async move {
+        serve_control(b, listener, auth, async move { sd.cancelled().await }).await
+    });
     if let Some(addr) = settings.approvals.http_listen {
-        let listener = bind_http(addr).await.with_context(|| format!("binding the approval API on {addr}"))?;
+        let listener = bind_http(addr)
+            .await
+            .with_context(|| format!("binding the approval API on {addr}"))?;
         let token = load_or_create_token(&settings.runtime_dir).context("approval API token")?;
         let (b, sd) = (broker.clone(), shutdown.clone());
         tokio::spawn(async move {
-            if let Err(e) = serve_http(b, listener, token, async move { sd.cancelled().await }).await {
+            if let Err(e) =
+                serve_http(b, listener, token, async move { sd.cancelled().await }).await
+            {
                 warn!(error = %e, "approval API stopped");
             }
         });
@@ -56,7 +72,11 @@ pub async fn start(
             .iter()
             .map(|(url, slack)| WebhookTarget {
                 url: url.clone(),
-                format: if *slack { WebhookFormat::Slack } else { WebhookFormat::Generic },
+                format: if *slack {
+                    WebhookFormat::Slack
+                } else {
+                    WebhookFormat::Generic
+                },
             })
             .collect();
         let hooks = Webhooks::spawn(WebhookConfig::new(targets)).context("starting webhooks")?;
@@ -74,7 +94,11 @@ pub async fn start(
                     approval = %v.id, session = v.session_id, rule = %v.rule, expires_in_ms,
                     "approval requested"
                 ),
-                dbwarden_approvals::ApprovalState::Decided { decision, waited_ms, .. } => {
+                dbwarden_approvals::ApprovalState::Decided {
+                    decision,
+                    waited_ms,
+                    ..
+                } => {
                     use crate::metrics::Metrics;
                     use dbwarden_approvals::Decision;
                     Metrics::inc(match decision {
@@ -83,7 +107,9 @@ pub async fn start(
                         Decision::TimedOut { .. } => &metrics.approvals_timed_out_total,
                         Decision::Cancelled { .. } => &metrics.approvals_cancelled_total,
                     });
-                    metrics.approval_wait_ms_total.fetch_add(*waited_ms, std::sync::atomic::Ordering::Relaxed);
+                    metrics
+                        .approval_wait_ms_total
+                        .fetch_add(*waited_ms, std::sync::atomic::Ordering::Relaxed);
                     info!(
                         approval = %v.id, session = v.session_id, rule = %v.rule, waited_ms,
                         outcome = decision.outcome(), approver = decision.approver().unwrap_or(""),

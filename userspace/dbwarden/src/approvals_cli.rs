@@ -11,14 +11,20 @@ use crate::cli::{ApprovalsArgs, ApprovalsCommand};
 pub fn main(args: ApprovalsArgs) -> Result<i32> {
     let dir = args.runtime_dir.unwrap_or_else(|| "/run/dbwarden".into());
     let sock = dir.join(dbwarden_approvals::control::SOCKET_FILE);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let r: Result<String, client::ClientError> = match args.command {
             ApprovalsCommand::List => client::list(&sock).await.map(|v| client::render_table(&v)),
-            ApprovalsCommand::Show { id } => client::show(&sock, &id).await.map(|v| client::render_detail(&v)),
-            ApprovalsCommand::Approve { id, reason, scope } => client::approve(&sock, &id, scope, reason.as_deref())
+            ApprovalsCommand::Show { id } => client::show(&sock, &id)
                 .await
-                .map(|d| format!("{}\n", d.summary())),
+                .map(|v| client::render_detail(&v)),
+            ApprovalsCommand::Approve { id, reason, scope } => {
+                client::approve(&sock, &id, scope, reason.as_deref())
+                    .await
+                    .map(|d| format!("{}\n", d.summary()))
+            }
             ApprovalsCommand::Deny { id, reason } => client::deny(&sock, &id, reason.as_deref())
                 .await
                 .map(|d| format!("{}\n", d.summary())),

@@ -20,7 +20,9 @@ pub enum CgroupError {
     #[error("invalid cgroup name {0:?}: use a relative path inside the cgroup2 hierarchy, e.g. `dbwarden-agents` or `ci.slice/agents.scope`")]
     BadName(String),
     /// The cgroup does not exist (and we were not asked to create it).
-    #[error("cgroup {0} does not exist; start the daemon (`dbwarden run --cgroup NAME`) to create it")]
+    #[error(
+        "cgroup {0} does not exist; start the daemon (`dbwarden run --cgroup NAME`) to create it"
+    )]
     Missing(PathBuf),
     /// An I/O operation failed.
     #[error("{op} {path}: {source}")]
@@ -59,7 +61,10 @@ fn unescape_mount(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
             out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
             i += 4;
         } else {
@@ -88,8 +93,7 @@ impl Cgroup {
 
     fn resolve_in(mount: &Path, name: &str) -> Result<Cgroup, CgroupError> {
         let rel = Path::new(name);
-        let ok = !name.is_empty()
-            && rel.components().all(|c| matches!(c, Component::Normal(_)));
+        let ok = !name.is_empty() && rel.components().all(|c| matches!(c, Component::Normal(_)));
         if !ok {
             return Err(CgroupError::BadName(name.to_string()));
         }

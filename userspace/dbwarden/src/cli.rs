@@ -229,7 +229,12 @@ pub struct ExecArgs {
     #[arg(long, value_name = "NAME", default_value = crate::config::DEFAULT_CGROUP)]
     pub cgroup: String,
     /// The command and its arguments.
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
     pub command: Vec<std::ffi::OsString>,
 }
 
@@ -260,12 +265,32 @@ mod tests {
     #[test]
     fn run_flags_parse() {
         let c = Cli::try_parse_from([
-            "dbwarden", "run", "--cgroup", "a", "--cgroup", "b.slice/c", "--listen", "127.0.0.1:9",
-            "--policy", "p.toml", "--sessions-dir", "/s", "--runtime-dir", "/r", "--bpffs-dir", "/sys/fs/bpf/x",
-            "--log-format", "json", "--no-ipv6", "-c", "x.toml",
+            "dbwarden",
+            "run",
+            "--cgroup",
+            "a",
+            "--cgroup",
+            "b.slice/c",
+            "--listen",
+            "127.0.0.1:9",
+            "--policy",
+            "p.toml",
+            "--sessions-dir",
+            "/s",
+            "--runtime-dir",
+            "/r",
+            "--bpffs-dir",
+            "/sys/fs/bpf/x",
+            "--log-format",
+            "json",
+            "--no-ipv6",
+            "-c",
+            "x.toml",
         ])
         .unwrap();
-        let Command::Run(r) = c.command else { panic!("not run") };
+        let Command::Run(r) = c.command else {
+            panic!("not run")
+        };
         assert_eq!(r.cgroups, ["a", "b.slice/c"]);
         assert_eq!(r.listen.as_deref(), Some("127.0.0.1:9"));
         assert_eq!(r.log_format, LogFormat::Json);
@@ -275,8 +300,13 @@ mod tests {
 
     #[test]
     fn exec_takes_trailing_command() {
-        let c = Cli::try_parse_from(["dbwarden", "exec", "--cgroup", "g", "--", "psql", "-c", "select 1"]).unwrap();
-        let Command::Exec(e) = c.command else { panic!("not exec") };
+        let c = Cli::try_parse_from([
+            "dbwarden", "exec", "--cgroup", "g", "--", "psql", "-c", "select 1",
+        ])
+        .unwrap();
+        let Command::Exec(e) = c.command else {
+            panic!("not exec")
+        };
         assert_eq!(e.cgroup, "g");
         assert_eq!(e.command, ["psql", "-c", "select 1"]);
         assert!(Cli::try_parse_from(["dbwarden", "exec"]).is_err());

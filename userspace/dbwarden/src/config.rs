@@ -169,7 +169,9 @@ impl FileConfig {
     pub fn load(path: &Path, explicit: bool) -> Result<FileConfig, ConfigError> {
         match std::fs::read_to_string(path) {
             Ok(s) => Self::parse(&s, path),
-            Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => Ok(FileConfig::default()),
+            Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => {
+                Ok(FileConfig::default())
+            }
             Err(source) => Err(ConfigError::Read {
                 path: path.to_path_buf(),
                 source,
@@ -281,7 +283,9 @@ impl Settings {
         let cgroup_names = if !o.cgroups.is_empty() {
             o.cgroups.clone()
         } else {
-            file.cgroups.clone().unwrap_or_else(|| vec![DEFAULT_CGROUP.to_string()])
+            file.cgroups
+                .clone()
+                .unwrap_or_else(|| vec![DEFAULT_CGROUP.to_string()])
         };
         let mut cgroups = Vec::new();
         for n in cgroup_names {
@@ -450,7 +454,9 @@ impl Settings {
             networks,
             env_labels,
             connect_timeout: std::time::Duration::from_millis(
-                file.upstream.and_then(|u| u.connect_timeout_ms).unwrap_or(5000),
+                file.upstream
+                    .and_then(|u| u.connect_timeout_ms)
+                    .unwrap_or(5000),
             ),
         })
     }
@@ -462,9 +468,12 @@ mod tests {
 
     #[test]
     fn unknown_key_names_line_and_column() {
-        let e = FileConfig::parse("listen = \"127.0.0.1:7000\"\nlisten_port = 3\n", Path::new("/etc/x.toml"))
-            .unwrap_err()
-            .to_string();
+        let e = FileConfig::parse(
+            "listen = \"127.0.0.1:7000\"\nlisten_port = 3\n",
+            Path::new("/etc/x.toml"),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.starts_with("/etc/x.toml: "), "{e}");
         assert!(e.contains("line 2, column 1"), "{e}");
         assert!(e.contains("listen_port"), "{e}");
@@ -473,16 +482,31 @@ mod tests {
     #[test]
     fn bad_values_are_named() {
         let f = FileConfig::parse("listen = \"10.0.0.1:7000\"\n", Path::new("c.toml")).unwrap();
-        let e = Settings::build(f, "c.toml", Overrides::default()).unwrap_err().to_string();
+        let e = Settings::build(f, "c.toml", Overrides::default())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("listen") && e.contains("loopback"), "{e}");
-        let f = FileConfig::parse("[intercept]\nnetworks = [\"300.1.1.1/8\"]\n", Path::new("c.toml")).unwrap();
-        let e = Settings::build(f, "c.toml", Overrides::default()).unwrap_err().to_string();
-        assert!(e.contains("intercept.networks") && e.contains("300.1.1.1/8"), "{e}");
+        let f = FileConfig::parse(
+            "[intercept]\nnetworks = [\"300.1.1.1/8\"]\n",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        let e = Settings::build(f, "c.toml", Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("intercept.networks") && e.contains("300.1.1.1/8"),
+            "{e}"
+        );
     }
 
     #[test]
     fn flags_override_file() {
-        let f = FileConfig::parse("listen = \"127.0.0.1:7000\"\ncgroups = [\"a\"]\n", Path::new("c.toml")).unwrap();
+        let f = FileConfig::parse(
+            "listen = \"127.0.0.1:7000\"\ncgroups = [\"a\"]\n",
+            Path::new("c.toml"),
+        )
+        .unwrap();
         let o = Overrides {
             listen: Some("127.0.0.1:7001".into()),
             cgroups: vec!["b".into()],

@@ -26,14 +26,23 @@ pub const EXIT_FAILURE: i32 = 1;
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("DBWARDEN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match format {
-        LogFormat::Json => b.json().flatten_event(true).with_current_span(true).try_init(),
+        LogFormat::Json => b
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init(),
         LogFormat::Text => b.try_init(),
     };
 }
 
-fn load_settings(config: Option<PathBuf>, o: Overrides) -> Result<Settings, crate::config::ConfigError> {
+fn load_settings(
+    config: Option<PathBuf>,
+    o: Overrides,
+) -> Result<Settings, crate::config::ConfigError> {
     let (path, explicit) = match config {
         Some(p) => (p, true),
         None => (PathBuf::from(DEFAULT_CONFIG_PATH), false),
@@ -64,14 +73,17 @@ pub fn main(args: RunArgs) -> i32 {
     };
     // The policy is validated before anything is bound or attached: a bad policy is a
     // configuration error (exit 2), named by file:line:column.
-    if let Err(e) = PolicySource::load(settings.policy.as_deref()).and_then(|src| {
-        crate::pipeline::validate(&src)
-    }) {
+    if let Err(e) = PolicySource::load(settings.policy.as_deref())
+        .and_then(|src| crate::pipeline::validate(&src))
+    {
         error!("policy error: {e:#}");
         eprintln!("dbwarden: policy error: {e:#}");
         return EXIT_USAGE;
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("dbwarden: cannot start the runtime: {e}");
@@ -98,10 +110,13 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .unwrap_or_else(|| "/var/lib/dbwarden".into());
     let policy = PolicySource::load(settings.policy.as_deref())?;
     let hmac = load_hmac_key(&state_dir.join("mask_hmac.key"))?;
-    let pipeline = Pipeline::new(&policy, hmac, state_dir.clone(), &settings.recording).context("loading the policy")?;
+    let pipeline = Pipeline::new(&policy, hmac, state_dir.clone(), &settings.recording)
+        .context("loading the policy")?;
     let store = if settings.recording.enabled {
         let key = dbwarden_record::HostKey::load_or_create(&settings.recording.key_file)
-            .with_context(|| format!("host signing key {}", settings.recording.key_file.display()))?;
+            .with_context(|| {
+                format!("host signing key {}", settings.recording.key_file.display())
+            })?;
         let store = dbwarden_record::SessionStore::open(&settings.sessions_dir, Arc::new(key))
             .with_context(|| format!("sessions directory {}", settings.sessions_dir.display()))?;
         Some(store)
@@ -111,7 +126,12 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     };
     let l4 = tokio::net::TcpListener::bind(settings.listen)
         .await
-        .with_context(|| format!("binding the listener {} (set `listen` or --listen)", settings.listen))?;
+        .with_context(|| {
+            format!(
+                "binding the listener {} (set `listen` or --listen)",
+                settings.listen
+            )
+        })?;
     let mut listeners = vec![l4];
     let mut listen_v6 = None;
     if settings.listen_v6 {
@@ -121,7 +141,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
                 listen_v6 = Some(a);
                 listeners.push(l);
             }
-            Err(e) => warn!(addr = %a, error = %e, "no IPv6 listener; IPv6 agent connections will be refused"),
+            Err(e) => {
+                warn!(addr = %a, error = %e, "no IPv6 listener; IPv6 agent connections will be refused")
+            }
         }
     }
     let mut interceptor = Interceptor::start(InterceptConfig {
@@ -141,7 +163,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             Ok(mut fd) => {
                 tokio::spawn(async move {
                     loop {
-                        let Ok(mut guard) = fd.readable_mut().await else { break };
+                        let Ok(mut guard) = fd.readable_mut().await else {
+                            break;
+                        };
                         guard.get_inner_mut().flush();
                         guard.clear_ready();
                     }
@@ -202,7 +226,9 @@ fn spawn_policy_reloader(shared: Arc<Shared>) -> anyhow::Result<()> {
     let path = shared.settings.policy.clone();
     tokio::spawn(async move {
         let stamp = |p: &std::path::Path| {
-            std::fs::metadata(p).ok().map(|m| (m.modified().ok(), m.len()))
+            std::fs::metadata(p)
+                .ok()
+                .map(|m| (m.modified().ok(), m.len()))
         };
         let mut last = path.as_deref().and_then(stamp);
         let mut tick = tokio::time::interval(Duration::from_secs(2));
@@ -222,18 +248,24 @@ fn spawn_policy_reloader(shared: Arc<Shared>) -> anyhow::Result<()> {
                 Ok(src) => {
                     let old = shared.pipeline.policy_hash();
                     match shared.pipeline.reload(&src) {
-                        Ok(hash) if hash == old => info!(trigger = why, hash = %hash, "policy unchanged"),
+                        Ok(hash) if hash == old => {
+                            info!(trigger = why, hash = %hash, "policy unchanged")
+                        }
                         Ok(hash) => {
                             crate::metrics::Metrics::inc(&shared.metrics.policy_reloads_total);
                             info!(trigger = why, origin = %src.origin, hash = %hash, old_hash = %old, "policy reloaded")
                         }
                         Err(e) => {
-                            crate::metrics::Metrics::inc(&shared.metrics.policy_reload_failures_total);
+                            crate::metrics::Metrics::inc(
+                                &shared.metrics.policy_reload_failures_total,
+                            );
                             error!(trigger = why, error = %format!("{e:#}"), hash = %old, "policy reload rejected; the previous policy stays in force")
                         }
                     }
                 }
-                Err(e) => error!(trigger = why, error = %format!("{e:#}"), "policy reload failed; the previous policy stays in force"),
+                Err(e) => {
+                    error!(trigger = why, error = %format!("{e:#}"), "policy reload failed; the previous policy stays in force")
+                }
             }
         }
     });
@@ -267,7 +299,12 @@ pub fn detach_main(args: DetachArgs) -> i32 {
             }
         },
     };
-    let cg = match args.cgroup.as_deref().map(crate::cgroup::Cgroup::resolve).transpose() {
+    let cg = match args
+        .cgroup
+        .as_deref()
+        .map(crate::cgroup::Cgroup::resolve)
+        .transpose()
+    {
         Ok(c) => c,
         Err(e) => {
             eprintln!("dbwarden detach: {e}");

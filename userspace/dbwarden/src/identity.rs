@@ -91,10 +91,18 @@ impl std::fmt::Display for ProtocolName {
 }
 
 /// Resolves the identity of a redirected connection from its kernel record and /proc.
-pub fn resolve(info: &ConnInfo, env_labels: &[String], cgroup_path: Option<String>) -> ConnIdentity {
+pub fn resolve(
+    info: &ConnInfo,
+    env_labels: &[String],
+    cgroup_path: Option<String>,
+) -> ConnIdentity {
     let proc_dir = format!("/proc/{}", info.tgid);
     let proc_dir = Path::new(&proc_dir);
-    let comm_len = info.comm.iter().position(|b| *b == 0).unwrap_or(info.comm.len());
+    let comm_len = info
+        .comm
+        .iter()
+        .position(|b| *b == 0)
+        .unwrap_or(info.comm.len());
     let comm = sanitize(&String::from_utf8_lossy(&info.comm[..comm_len]));
     let verified = process_started_before(proc_dir, info.ktime_ns) && same_uid(proc_dir, info.uid);
     let (exe, cmdline, labels, proc_cgroup) = if verified {

@@ -31,14 +31,22 @@ pub struct Masked {
 }
 
 fn encode(m: BackendMessage) -> Result<Bytes, MaskFailure> {
-    m.to_bytes().map_err(|e| MaskFailure(format!("re-encoding failed: {e}")))
+    m.to_bytes()
+        .map_err(|e| MaskFailure(format!("re-encoding failed: {e}")))
 }
 
 /// Masks one server output. `Forward` passes through untouched. `copy` caches the column rules
 /// of the COPY in progress.
-pub fn mask_output(masker: &Masker, out: ServerOutput, copy: &mut CopyRules) -> Result<Masked, MaskFailure> {
+pub fn mask_output(
+    masker: &Masker,
+    out: ServerOutput,
+    copy: &mut CopyRules,
+) -> Result<Masked, MaskFailure> {
     match out {
-        ServerOutput::Forward(b) => Ok(Masked { bytes: b, changed: false }),
+        ServerOutput::Forward(b) => Ok(Masked {
+            bytes: b,
+            changed: false,
+        }),
         ServerOutput::DataRow { row, context } => {
             let mut repl: Vec<(usize, MaskedValue)> = Vec::new();
             let rules = copy.row_rules(masker, &context);
@@ -50,7 +58,10 @@ pub fn mask_output(masker: &Masker, out: ServerOutput, copy: &mut CopyRules) -> 
                 }
             }
             if repl.is_empty() {
-                return Ok(Masked { bytes: row.into_raw(), changed: false });
+                return Ok(Masked {
+                    bytes: row.into_raw(),
+                    changed: false,
+                });
             }
             let vals: Vec<(usize, Option<&[u8]>)> = repl
                 .iter()
@@ -62,16 +73,25 @@ pub fn mask_output(masker: &Masker, out: ServerOutput, copy: &mut CopyRules) -> 
             let bytes = row
                 .with_values(&vals)
                 .map_err(|e| MaskFailure(format!("rebuilding a row failed: {e}")))?;
-            Ok(Masked { bytes, changed: true })
+            Ok(Masked {
+                bytes,
+                changed: true,
+            })
         }
         ServerOutput::CopyData { data, raw, context } => {
             match mask_copy(masker, &context, &data, copy)? {
-                None => Ok(Masked { bytes: raw, changed: false }),
+                None => Ok(Masked {
+                    bytes: raw,
+                    changed: false,
+                }),
                 Some(v) => {
                     let mut buf = BytesMut::with_capacity(v.len() + 5);
                     dbwarden_wire_pg::proxy::encode_copy_data(&v, &mut buf)
                         .map_err(|e| MaskFailure(format!("re-encoding COPY data failed: {e}")))?;
-                    Ok(Masked { bytes: buf.freeze(), changed: true })
+                    Ok(Masked {
+                        bytes: buf.freeze(),
+                        changed: true,
+                    })
                 }
             }
         }
@@ -80,7 +100,9 @@ pub fn mask_output(masker: &Masker, out: ServerOutput, copy: &mut CopyRules) -> 
                 std::borrow::Cow::Borrowed(_) => None,
                 std::borrow::Cow::Owned(s) => Some(s),
             });
-            let bytes = e.to_bytes().map_err(|e| MaskFailure(format!("re-encoding an error failed: {e}")))?;
+            let bytes = e
+                .to_bytes()
+                .map_err(|e| MaskFailure(format!("re-encoding an error failed: {e}")))?;
             Ok(Masked { bytes, changed })
         }
         ServerOutput::Notice(mut n) => {
@@ -88,7 +110,9 @@ pub fn mask_output(masker: &Masker, out: ServerOutput, copy: &mut CopyRules) -> 
                 std::borrow::Cow::Borrowed(_) => None,
                 std::borrow::Cow::Owned(s) => Some(s),
             });
-            let bytes = n.to_bytes().map_err(|e| MaskFailure(format!("re-encoding a notice failed: {e}")))?;
+            let bytes = n
+                .to_bytes()
+                .map_err(|e| MaskFailure(format!("re-encoding a notice failed: {e}")))?;
             Ok(Masked { bytes, changed })
         }
         ServerOutput::Notification(n) => {
@@ -103,13 +127,21 @@ pub fn mask_output(masker: &Masker, out: ServerOutput, copy: &mut CopyRules) -> 
             Ok(Masked { bytes, changed })
         }
         ServerOutput::FunctionResult { value, raw, .. } => match value {
-            None => Ok(Masked { bytes: raw, changed: false }),
+            None => Ok(Masked {
+                bytes: raw,
+                changed: false,
+            }),
             Some(v) => {
                 if masker.contains_sensitive(&v) {
                     // Fast-path results carry no type: we cannot re-encode them faithfully.
-                    Err(MaskFailure("a fast-path function result contains sensitive data".into()))
+                    Err(MaskFailure(
+                        "a fast-path function result contains sensitive data".into(),
+                    ))
                 } else {
-                    Ok(Masked { bytes: raw, changed: false })
+                    Ok(Masked {
+                        bytes: raw,
+                        changed: false,
+                    })
                 }
             }
         },
@@ -174,28 +206,53 @@ fn copy_format(ctx: &CopyContext) -> CopyFormat {
 /// column references and aliases. `None` when the fields cannot be named — a bare `COPY t`, a
 /// `*` in the query, unparseable text — so column rules (CVV!) could not be applied: the caller
 /// fails closed.
-pub fn copy_rules(masker: &Masker, sql: Option<&str>) -> Option<Vec<Option<dbwarden_mask::Strategy>>> {
+pub fn copy_rules(
+    masker: &Masker,
+    sql: Option<&str>,
+) -> Option<Vec<Option<dbwarden_mask::Strategy>>> {
     use sqlparser::ast::{CopySource, Expr, SelectItem, SetExpr, Statement};
-    let stmts = sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::PostgreSqlDialect {}, sql?).ok()?;
-    let Some(Statement::Copy { source, to: true, .. }) = stmts.first() else { return None };
+    let stmts =
+        sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::PostgreSqlDialect {}, sql?)
+            .ok()?;
+    let Some(Statement::Copy {
+        source, to: true, ..
+    }) = stmts.first()
+    else {
+        return None;
+    };
     match source {
-        CopySource::Table { table_name, columns } => {
+        CopySource::Table {
+            table_name,
+            columns,
+        } => {
             if columns.is_empty() {
                 return None;
             }
-            let table = table_name.0.last().map(|p| p.to_string().trim_matches('"').to_string());
-            Some(columns.iter().map(|c| masker.column_rule(table.as_deref(), &c.value)).collect())
+            let table = table_name
+                .0
+                .last()
+                .map(|p| p.to_string().trim_matches('"').to_string());
+            Some(
+                columns
+                    .iter()
+                    .map(|c| masker.column_rule(table.as_deref(), &c.value))
+                    .collect(),
+            )
         }
         CopySource::Query(q) => match q.body.as_ref() {
             SetExpr::Select(sel) => sel
                 .projection
                 .iter()
                 .map(|item| match item {
-                    SelectItem::UnnamedExpr(Expr::Identifier(i)) => Some(masker.column_rule(None, &i.value)),
+                    SelectItem::UnnamedExpr(Expr::Identifier(i)) => {
+                        Some(masker.column_rule(None, &i.value))
+                    }
                     SelectItem::UnnamedExpr(Expr::CompoundIdentifier(v)) => {
                         Some(v.last().and_then(|i| masker.column_rule(None, &i.value)))
                     }
-                    SelectItem::ExprWithAlias { alias, .. } => Some(masker.column_rule(None, &alias.value)),
+                    SelectItem::ExprWithAlias { alias, .. } => {
+                        Some(masker.column_rule(None, &alias.value))
+                    }
                     SelectItem::UnnamedExpr(_) => Some(None),
                     _ => None, // `*`, `t.*`: the fields are unknown
                 })
@@ -216,16 +273,27 @@ pub struct CopyRules {
 }
 
 impl CopyRules {
-    fn row_rules(&mut self, masker: &Masker, ctx: &ResultContext) -> &[Option<dbwarden_mask::Strategy>] {
+    fn row_rules(
+        &mut self,
+        masker: &Masker,
+        ctx: &ResultContext,
+    ) -> &[Option<dbwarden_mask::Strategy>] {
         match &ctx.description {
             None => {
                 self.row_desc = None;
                 self.row_rules.clear();
             }
             Some(d) => {
-                let same = self.row_desc.as_ref().is_some_and(|c| std::sync::Arc::ptr_eq(c, d));
+                let same = self
+                    .row_desc
+                    .as_ref()
+                    .is_some_and(|c| std::sync::Arc::ptr_eq(c, d));
                 if !same {
-                    self.row_rules = d.fields.iter().map(|f| masker.column_rule(None, &f.name)).collect();
+                    self.row_rules = d
+                        .fields
+                        .iter()
+                        .map(|f| masker.column_rule(None, &f.name))
+                        .collect();
                     self.row_desc = Some(d.clone());
                 }
             }
@@ -234,7 +302,12 @@ impl CopyRules {
     }
 }
 
-fn mask_copy(masker: &Masker, ctx: &CopyContext, data: &[u8], cache: &mut CopyRules) -> Result<Option<Vec<u8>>, MaskFailure> {
+fn mask_copy(
+    masker: &Masker,
+    ctx: &CopyContext,
+    data: &[u8],
+    cache: &mut CopyRules,
+) -> Result<Option<Vec<u8>>, MaskFailure> {
     let fmt = copy_format(ctx);
     if cache.request != Some(ctx.request.0) {
         cache.request = Some(ctx.request.0);
@@ -260,7 +333,11 @@ mod copy_tests {
         assert!(copy_rules(&m, Some("COPY (SELECT * FROM cards) TO STDOUT")).is_none());
         let r = copy_rules(&m, Some("COPY cards (id, cvv) TO STDOUT")).unwrap();
         assert!(r[0].is_none() && r[1].is_some());
-        let r = copy_rules(&m, Some("COPY (SELECT id, x AS cvv, upper(n) FROM t) TO STDOUT WITH (FORMAT csv)")).unwrap();
+        let r = copy_rules(
+            &m,
+            Some("COPY (SELECT id, x AS cvv, upper(n) FROM t) TO STDOUT WITH (FORMAT csv)"),
+        )
+        .unwrap();
         assert_eq!(r.len(), 3);
         assert!(r[1].is_some() && r[2].is_none());
     }
@@ -310,17 +387,44 @@ mod tests {
         let m = masker();
         let mut b = BytesMut::new();
         let pan8 = 4111111111111111i64.to_be_bytes();
-        encode_data_row(&[Some(b"4111 1111 1111 1111"), Some(&pan8), Some(b"123"), None], &mut b).unwrap();
+        encode_data_row(
+            &[
+                Some(b"4111 1111 1111 1111"),
+                Some(&pan8),
+                Some(b"123"),
+                None,
+            ],
+            &mut b,
+        )
+        .unwrap();
         let row = DataRow::parse(b.freeze()).unwrap();
         let ctx = row_ctx(
-            vec![field("note", 25), field("n", 20), field("cvv", 25), field("x", 25)],
-            ResultFormats::PerColumn(Arc::from(vec![Format::Text, Format::Binary, Format::Text, Format::Text])),
+            vec![
+                field("note", 25),
+                field("n", 20),
+                field("cvv", 25),
+                field("x", 25),
+            ],
+            ResultFormats::PerColumn(Arc::from(vec![
+                Format::Text,
+                Format::Binary,
+                Format::Text,
+                Format::Text,
+            ])),
         );
-        let out = mask_output(&m, ServerOutput::DataRow { row, context: ctx }, &mut CopyRules::default()).unwrap();
+        let out = mask_output(
+            &m,
+            ServerOutput::DataRow { row, context: ctx },
+            &mut CopyRules::default(),
+        )
+        .unwrap();
         assert!(out.changed);
         let back = DataRow::parse(out.bytes).unwrap();
         let note = back.get(0).unwrap().unwrap();
-        assert!(!String::from_utf8_lossy(note).contains("4111 1111 1111"), "{note:?}");
+        assert!(
+            !String::from_utf8_lossy(note).contains("4111 1111 1111"),
+            "{note:?}"
+        );
         assert!(String::from_utf8_lossy(note).ends_with("1111"));
         let n = i64::from_be_bytes(back.get(1).unwrap().unwrap().try_into().unwrap());
         assert_eq!(n, 1111);
@@ -331,8 +435,12 @@ mod tests {
     #[test]
     fn error_detail_is_masked() {
         let m = masker();
-        let e = ErrorResponse::new("ERROR", "23505", "duplicate key value violates unique constraint")
-            .with_detail("Key (pan)=(4111111111111111) already exists.");
+        let e = ErrorResponse::new(
+            "ERROR",
+            "23505",
+            "duplicate key value violates unique constraint",
+        )
+        .with_detail("Key (pan)=(4111111111111111) already exists.");
         let out = mask_output(&m, ServerOutput::Error(e), &mut CopyRules::default()).unwrap();
         assert!(out.changed);
         let text = String::from_utf8_lossy(&out.bytes);

@@ -69,7 +69,11 @@ impl Metrics {
 }
 
 /// Serves `GET /metrics` (any path) on `addr` until shutdown.
-pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>, shutdown: CancellationToken) -> std::io::Result<()> {
+pub async fn serve(
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr).await?;
     info!(%addr, "metrics listening");
     tokio::spawn(async move {
@@ -88,7 +92,8 @@ pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>, shutdown: Cancellati
             let m = metrics.clone();
             tokio::spawn(async move {
                 let mut buf = [0u8; 1024];
-                let _ = tokio::time::timeout(std::time::Duration::from_secs(2), s.read(&mut buf)).await;
+                let _ =
+                    tokio::time::timeout(std::time::Duration::from_secs(2), s.read(&mut buf)).await;
                 let body = m.render();
                 let resp = format!(
                     "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
@@ -111,7 +116,9 @@ mod tests {
         let m = Metrics::default();
         Metrics::inc(&m.statements_denied_total);
         let t = m.render();
-        assert!(t.contains("# TYPE dbwarden_statements_denied_total counter\ndbwarden_statements_denied_total 1\n"));
+        assert!(t.contains(
+            "# TYPE dbwarden_statements_denied_total counter\ndbwarden_statements_denied_total 1\n"
+        ));
         assert!(t.contains("# TYPE dbwarden_sessions_active gauge"));
     }
 }

@@ -149,8 +149,10 @@ impl Pipeline {
         state_dir: PathBuf,
         rec: &crate::config::Recording,
     ) -> Result<Pipeline> {
-        let compiled = Policy::parse(&policy.text, &policy.origin).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let cfg = MaskConfig::from_policy_toml(&policy.text, &policy.origin).map_err(anyhow::Error::msg)?;
+        let compiled =
+            Policy::parse(&policy.text, &policy.origin).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let cfg = MaskConfig::from_policy_toml(&policy.text, &policy.origin)
+            .map_err(anyhow::Error::msg)?;
         let masker = Masker::new(&cfg, hmac_key).map_err(anyhow::Error::msg)?;
         info!(policy = compiled.name(), origin = %policy.origin, hash = %compiled.hash(), "policy loaded");
         Ok(Pipeline {
@@ -166,7 +168,10 @@ impl Pipeline {
 
     /// The masker in force.
     pub fn masker(&self) -> Arc<Masker> {
-        self.masker.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.masker
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// SHA-256 (hex) of the policy in force, recorded in every session header.
@@ -178,7 +183,8 @@ impl Pipeline {
     /// puts it in force. On error the old policy stays; the error names file:line:column.
     pub fn reload(&self, src: &PolicySource) -> Result<String> {
         let compiled = Policy::parse(&src.text, &src.origin).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let cfg = MaskConfig::from_policy_toml(&src.text, &src.origin).map_err(anyhow::Error::msg)?;
+        let cfg =
+            MaskConfig::from_policy_toml(&src.text, &src.origin).map_err(anyhow::Error::msg)?;
         let masker = Masker::new(&cfg, self.hmac_key).map_err(anyhow::Error::msg)?;
         let hash = compiled.hash().to_string();
         self.engine.replace(compiled);
@@ -189,7 +195,10 @@ impl Pipeline {
     /// Writer settings for new session files.
     pub fn writer_config(&self) -> dbwarden_record::WriterConfig {
         dbwarden_record::WriterConfig {
-            row_cap: dbwarden_record::RowCap { max_rows: self.row_cap, max_bytes: self.byte_cap },
+            row_cap: dbwarden_record::RowCap {
+                max_rows: self.row_cap,
+                max_bytes: self.byte_cap,
+            },
             // Level 1: recording competes with the agents' queries for the same cores.
             zstd_level: 1,
             ..Default::default()
@@ -242,13 +251,21 @@ impl Pipeline {
                 None,
                 Some("the statement was refused by dbwarden's policy; nothing was executed"),
             )),
-            Action::RequireApproval { .. } => Verdict::Refuse(ErrorResponse::insufficient_privilege(
-                format!("{} (approval required)", verdict.message),
-                None,
-                Some("this statement needs a human's approval"),
-            )),
+            Action::RequireApproval { .. } => {
+                Verdict::Refuse(ErrorResponse::insufficient_privilege(
+                    format!("{} (approval required)", verdict.message),
+                    None,
+                    Some("this statement needs a human's approval"),
+                ))
+            }
         };
-        let kinds = || verdict.statements.iter().map(|s| s.kind.as_str()).collect::<Vec<_>>();
+        let kinds = || {
+            verdict
+                .statements
+                .iter()
+                .map(|s| s.kind.as_str())
+                .collect::<Vec<_>>()
+        };
         match verdict.action {
             Action::Allow => {
                 if tracing::enabled!(tracing::Level::DEBUG) {
@@ -284,7 +301,10 @@ mod tests {
 
     #[test]
     fn invalid_policy_is_reported_with_location() {
-        let src = PolicySource { text: "[policy]\nname = \"x\"\nbogus = 1\n".into(), origin: "p.toml".into() };
+        let src = PolicySource {
+            text: "[policy]\nname = \"x\"\nbogus = 1\n".into(),
+            origin: "p.toml".into(),
+        };
         let e = format!("{:#}", validate(&src).unwrap_err());
         assert!(e.starts_with("p.toml:3:"), "{e}");
     }

@@ -12,7 +12,13 @@ use crate::cli::{PolicyArgs, PolicyCommand};
 pub fn main(args: PolicyArgs) -> Result<i32> {
     match args.command {
         PolicyCommand::Check { files } => Ok(check(&files)),
-        PolicyCommand::Eval { policy, dialect, identity, target, sql } => {
+        PolicyCommand::Eval {
+            policy,
+            dialect,
+            identity,
+            target,
+            sql,
+        } => {
             eval(policy, &dialect, &identity, &target, &sql)?;
             Ok(0)
         }
@@ -55,7 +61,13 @@ fn check(files: &[PathBuf]) -> i32 {
     i32::from(bad > 0)
 }
 
-fn eval(policy: Option<PathBuf>, dialect: &str, identity: &[String], target: &[String], sql: &str) -> Result<()> {
+fn eval(
+    policy: Option<PathBuf>,
+    dialect: &str,
+    identity: &[String],
+    target: &[String],
+    sql: &str,
+) -> Result<()> {
     let policy = match policy {
         Some(p) => Policy::from_file(&p).map_err(|e| anyhow::anyhow!("{e}"))?,
         None => Policy::embedded_default(),
@@ -70,7 +82,10 @@ fn eval(policy: Option<PathBuf>, dialect: &str, identity: &[String], target: &[S
         let (k, v) = kv
             .split_once('=')
             .with_context(|| format!("--identity {kv:?}: expected key=value"))?;
-        let num = || v.parse::<u32>().with_context(|| format!("--identity {k}: not a number: {v:?}"));
+        let num = || {
+            v.parse::<u32>()
+                .with_context(|| format!("--identity {k}: not a number: {v:?}"))
+        };
         match k {
             "pid" => id.pid = num()?,
             "uid" => id.uid = num()?,
@@ -85,13 +100,23 @@ fn eval(policy: Option<PathBuf>, dialect: &str, identity: &[String], target: &[S
             }
         }
     }
-    let mut t = Target { addr: None, protocol, database: None, user: None };
+    let mut t = Target {
+        addr: None,
+        protocol,
+        database: None,
+        user: None,
+    };
     for kv in target {
         let (k, v) = kv
             .split_once('=')
             .with_context(|| format!("--target {kv:?}: expected key=value"))?;
         match k {
-            "address" | "addr" => t.addr = Some(v.parse().with_context(|| format!("--target address {v:?}"))?),
+            "address" | "addr" => {
+                t.addr = Some(
+                    v.parse()
+                        .with_context(|| format!("--target address {v:?}"))?,
+                )
+            }
             "database" | "db" => t.database = Some(v.to_string()),
             "user" => t.user = Some(v.to_string()),
             other => bail!("--target {other:?}: expected address, database or user"),
@@ -99,6 +124,9 @@ fn eval(policy: Option<PathBuf>, dialect: &str, identity: &[String], target: &[S
     }
     let engine = Engine::new(policy);
     let verdict = engine.decide(sql, dialect, &id, &t);
-    print!("{}", dbwarden_policy::render_eval(&engine.policy(), &verdict));
+    print!(
+        "{}",
+        dbwarden_policy::render_eval(&engine.policy(), &verdict)
+    );
     Ok(())
 }

@@ -7,7 +7,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{debug, info, warn};
 
-use crate::{identity, intercept::Interceptor, session, config::Settings};
+use crate::{config::Settings, identity, intercept::Interceptor, session};
 
 /// State shared by all sessions (read-mostly).
 pub struct Shared {
@@ -41,9 +41,15 @@ pub async fn run(listeners: Vec<TcpListener>, shared: Arc<Shared>, grace: Durati
     }
     shared.shutdown.cancelled().await;
     tracker.close();
-    info!(grace_secs = grace.as_secs(), "shutting down: no longer accepting, draining sessions");
+    info!(
+        grace_secs = grace.as_secs(),
+        "shutting down: no longer accepting, draining sessions"
+    );
     if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
-        warn!(remaining = tracker.len(), "grace period over; closing remaining sessions");
+        warn!(
+            remaining = tracker.len(),
+            "grace period over; closing remaining sessions"
+        );
     }
 }
 

@@ -8,12 +8,7 @@ use std::{
 };
 
 use anyhow::{bail, Context, Result};
-use dbwarden_record::{
-    self as record,
-    render::ListFilter,
-    verify::Progress,
-    HostKey, PublicKey,
-};
+use dbwarden_record::{self as record, render::ListFilter, verify::Progress, HostKey, PublicKey};
 
 use crate::cli::{SessionsArgs, SessionsCommand};
 
@@ -36,19 +31,29 @@ fn resolve(dir: &Path, what: &str) -> Result<PathBuf> {
     }
     let needle = what.to_ascii_lowercase();
     let mut hits = Vec::new();
-    for e in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?.flatten() {
+    for e in std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .flatten()
+    {
         let name = e.file_name().to_string_lossy().into_owned();
         if !name.ends_with(".dbws") {
             continue;
         }
-        let id = name.trim_end_matches(".dbws").rsplit('-').next().unwrap_or("");
+        let id = name
+            .trim_end_matches(".dbws")
+            .rsplit('-')
+            .next()
+            .unwrap_or("");
         if id.starts_with(&needle) || name == what {
             hits.push(e.path());
         }
     }
     match hits.len() {
         1 => Ok(hits.remove(0)),
-        0 => bail!("no session {what:?} in {} (give a file path or a session id)", dir.display()),
+        0 => bail!(
+            "no session {what:?} in {} (give a file path or a session id)",
+            dir.display()
+        ),
         n => bail!("{n} sessions match {what:?}; give more of the id"),
     }
 }
@@ -58,8 +63,10 @@ fn trusted_keys(files: &[PathBuf], dir: &Path) -> Result<Vec<PublicKey>> {
         return files
             .iter()
             .map(|f| {
-                let text = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
-                PublicKey::parse(&text).with_context(|| format!("{}: not a dbwarden public key", f.display()))
+                let text = std::fs::read_to_string(f)
+                    .with_context(|| format!("reading {}", f.display()))?;
+                PublicKey::parse(&text)
+                    .with_context(|| format!("{}: not a dbwarden public key", f.display()))
             })
             .collect();
     }
@@ -94,22 +101,35 @@ fn progress_printer(label: &'static str) -> impl FnMut(Progress) {
 
 /// Runs a `sessions` subcommand; returns the exit code (1 when verification finds problems).
 pub fn main(args: SessionsArgs) -> Result<i32> {
-    let dir = args.dir.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_DIR));
+    let dir = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DIR));
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     match args.command {
-        SessionsCommand::List { since, identity, target } => {
+        SessionsCommand::List {
+            since,
+            identity,
+            target,
+        } => {
             let since = since
                 .map(|s| {
                     time::OffsetDateTime::parse(&s, &time::format_description::well_known::Rfc3339)
-                        .with_context(|| format!("--since {s:?}: expected RFC 3339, e.g. 2026-11-26T00:00:00Z"))
+                        .with_context(|| {
+                            format!("--since {s:?}: expected RFC 3339, e.g. 2026-11-26T00:00:00Z")
+                        })
                 })
                 .transpose()?;
             let identity = identity
                 .iter()
                 .map(|s| ListFilter::parse_identity(s).map_err(anyhow::Error::msg))
                 .collect::<Result<Vec<_>>>()?;
-            let filter = ListFilter { since, identity, target };
+            let filter = ListFilter {
+                since,
+                identity,
+                target,
+            };
             record::render::list_dir(&dir, &filter, &mut out)?;
         }
         SessionsCommand::Show { session } => {
@@ -132,7 +152,11 @@ pub fn main(args: SessionsArgs) -> Result<i32> {
             let mut p = progress_printer("exporting");
             record::render::export_jsonl(&mut out, &s, &mut p)?;
         }
-        SessionsCommand::Verify { session, all, pubkey } => {
+        SessionsCommand::Verify {
+            session,
+            all,
+            pubkey,
+        } => {
             let keys = trusted_keys(&pubkey, &dir)?;
             let mut p = progress_printer("verifying");
             if all {
@@ -156,7 +180,10 @@ pub fn main(args: SessionsArgs) -> Result<i32> {
         SessionsCommand::Pubkey { key_file } => {
             let kf = key_file.unwrap_or_else(|| default_key_file(&dir));
             if !kf.exists() {
-                bail!("{} does not exist (the daemon creates it on first start)", kf.display());
+                bail!(
+                    "{} does not exist (the daemon creates it on first start)",
+                    kf.display()
+                );
             }
             let k = HostKey::load_or_create(&kf)?;
             out.write_all(k.public_key_pem().as_bytes())?;

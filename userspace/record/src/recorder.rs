@@ -19,7 +19,9 @@ use crate::error::RecordError;
 use crate::model::{Gap, RecordBody};
 use crate::writer::{SealSummary, SessionWriter, Sink};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
+use std::sync::mpsc::{
+    sync_channel, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError,
+};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -329,7 +331,8 @@ fn run<W: Sink>(
                     Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Disconnected) => {
                         write_gap(&mut w, dropped)?;
-                        return w.seal(OffsetDateTime::now_utc(), "recorder dropped without finish");
+                        return w
+                            .seal(OffsetDateTime::now_utc(), "recorder dropped without finish");
                     }
                 }
             }

@@ -21,9 +21,11 @@ impl std::str::FromStr for Network {
             Some((a, p)) => (a, Some(p)),
             None => (s, None),
         };
-        let ip: IpAddr = a
-            .parse()
-            .map_err(|_| format!("invalid network {s:?}: expected an address or CIDR such as 10.0.0.0/8 or ::1/128"))?;
+        let ip: IpAddr = a.parse().map_err(|_| {
+            format!(
+                "invalid network {s:?}: expected an address or CIDR such as 10.0.0.0/8 or ::1/128"
+            )
+        })?;
         let (max, base) = match ip {
             IpAddr::V4(v4) => (32u8, v4.to_ipv6_mapped()),
             IpAddr::V6(v6) => (128u8, v6),
@@ -116,8 +118,14 @@ mod tests {
             let a: SocketAddr = s.parse().unwrap();
             assert_eq!(to_socket_addr(&addr_words(a.ip()), a.port()), a);
         }
-        let k = key_for("127.0.0.1:40000".parse().unwrap(), "127.0.0.1:7432".parse().unwrap());
-        assert_eq!(k.client_addr, dbwarden_common::v4_mapped(u32::from_ne_bytes([127, 0, 0, 1])));
+        let k = key_for(
+            "127.0.0.1:40000".parse().unwrap(),
+            "127.0.0.1:7432".parse().unwrap(),
+        );
+        assert_eq!(
+            k.client_addr,
+            dbwarden_common::v4_mapped(u32::from_ne_bytes([127, 0, 0, 1]))
+        );
         assert_eq!((k.client_port, k.server_port), (40000, 7432));
     }
 }

@@ -11,7 +11,8 @@ use std::{
 use aya::{
     maps::{lpm_trie::Key, Array, HashMap, LpmTrie, MapData},
     programs::{
-        links::{FdLink, LinkError}, CgroupAttachMode, Program,
+        links::{FdLink, LinkError},
+        CgroupAttachMode, Program,
     },
     Ebpf, EbpfLoader,
 };
@@ -50,7 +51,9 @@ pub struct InterceptConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// Not root.
-    #[error("loading eBPF programs needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN); run with sudo")]
+    #[error(
+        "loading eBPF programs needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN); run with sudo"
+    )]
     NotRoot,
     /// bpffs missing and could not be mounted.
     #[error("bpffs is not mounted at /sys/fs/bpf and mounting it failed ({0}); run `mount -t bpf bpf /sys/fs/bpf` or `cargo xtask setup`")]
@@ -170,7 +173,13 @@ pub fn ensure_bpffs() -> Result<(), LoadError> {
     let target = c"/sys/fs/bpf";
     // SAFETY: all pointers are valid NUL-terminated strings; data may be NULL.
     let rc = unsafe {
-        libc::mount(src.as_ptr(), target.as_ptr(), src.as_ptr(), 0, std::ptr::null())
+        libc::mount(
+            src.as_ptr(),
+            target.as_ptr(),
+            src.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
     };
     if rc != 0 {
         return Err(LoadError::NoBpffs(std::io::Error::last_os_error()));
@@ -182,7 +191,13 @@ fn link_dir(bpffs_dir: &Path, cg: &Cgroup) -> PathBuf {
     let safe: String = cg
         .name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     bpffs_dir.join("links").join(safe)
 }
@@ -254,10 +269,22 @@ impl Interceptor {
             return Err(e);
         }
 
-        let conns = HashMap::try_from(ebpf.take_map(MAP_CONNS).ok_or(LoadError::Missing("CONNS map"))?)
-            .map_err(|source| LoadError::Map { map: MAP_CONNS, source })?;
-        let config = Array::try_from(ebpf.take_map(MAP_CONFIG).ok_or(LoadError::Missing("CONFIG map"))?)
-            .map_err(|source| LoadError::Map { map: MAP_CONFIG, source })?;
+        let conns = HashMap::try_from(
+            ebpf.take_map(MAP_CONNS)
+                .ok_or(LoadError::Missing("CONNS map"))?,
+        )
+        .map_err(|source| LoadError::Map {
+            map: MAP_CONNS,
+            source,
+        })?;
+        let config = Array::try_from(
+            ebpf.take_map(MAP_CONFIG)
+                .ok_or(LoadError::Missing("CONFIG map"))?,
+        )
+        .map_err(|source| LoadError::Map {
+            map: MAP_CONFIG,
+            source,
+        })?;
         Ok(Interceptor {
             _ebpf: ebpf,
             conns: Mutex::new(conns),
@@ -284,22 +311,28 @@ impl Interceptor {
     /// Marks the kernel configuration not ready: intercepted connects are refused from now on
     /// (used on shutdown so nothing lands on a half-closed listener).
     pub fn set_ready(&mut self, ready: bool) -> Result<(), LoadError> {
-        let mut cfg = self
-            .config
-            .get(&0, 0)
-            .map_err(|source| LoadError::Map { map: MAP_CONFIG, source })?;
+        let mut cfg = self.config.get(&0, 0).map_err(|source| LoadError::Map {
+            map: MAP_CONFIG,
+            source,
+        })?;
         cfg.ready = u8::from(ready);
-        self.config
-            .set(0, cfg, 0)
-            .map_err(|source| LoadError::Map { map: MAP_CONFIG, source })
+        self.config.set(0, cfg, 0).map_err(|source| LoadError::Map {
+            map: MAP_CONFIG,
+            source,
+        })
     }
 }
 
 fn fill_maps(ebpf: &mut Ebpf, s: &InterceptConfig) -> Result<(), LoadError> {
     {
-        let mut ports: HashMap<&mut MapData, u16, u8> =
-            HashMap::try_from(ebpf.map_mut(MAP_PORTS).ok_or(LoadError::Missing("PORTS map"))?)
-                .map_err(|source| LoadError::Map { map: MAP_PORTS, source })?;
+        let mut ports: HashMap<&mut MapData, u16, u8> = HashMap::try_from(
+            ebpf.map_mut(MAP_PORTS)
+                .ok_or(LoadError::Missing("PORTS map"))?,
+        )
+        .map_err(|source| LoadError::Map {
+            map: MAP_PORTS,
+            source,
+        })?;
         let stale: Vec<u16> = ports.keys().filter_map(Result::ok).collect();
         for p in stale {
             if !s.ports.iter().any(|(q, _)| *q == p) {
@@ -309,20 +342,31 @@ fn fill_maps(ebpf: &mut Ebpf, s: &InterceptConfig) -> Result<(), LoadError> {
         for (port, proto) in &s.ports {
             ports
                 .insert(port, *proto as u8, 0)
-                .map_err(|source| LoadError::Map { map: MAP_PORTS, source })?;
+                .map_err(|source| LoadError::Map {
+                    map: MAP_PORTS,
+                    source,
+                })?;
         }
     }
     {
-        let mut nets: LpmTrie<&mut MapData, [u32; 4], u8> =
-            LpmTrie::try_from(ebpf.map_mut(MAP_NETS).ok_or(LoadError::Missing("NETS map"))?)
-                .map_err(|source| LoadError::Map { map: MAP_NETS, source })?;
+        let mut nets: LpmTrie<&mut MapData, [u32; 4], u8> = LpmTrie::try_from(
+            ebpf.map_mut(MAP_NETS)
+                .ok_or(LoadError::Missing("NETS map"))?,
+        )
+        .map_err(|source| LoadError::Map {
+            map: MAP_NETS,
+            source,
+        })?;
         let stale: Vec<Key<[u32; 4]>> = nets.keys().filter_map(Result::ok).collect();
         for k in stale {
             let _ = nets.remove(&k);
         }
         for n in &s.networks {
             nets.insert(&Key::new(u32::from(n.prefix), n.words()), 1, 0)
-                .map_err(|source| LoadError::Map { map: MAP_NETS, source })?;
+                .map_err(|source| LoadError::Map {
+                    map: MAP_NETS,
+                    source,
+                })?;
         }
     }
     let v4 = match s.listen_v4.ip() {
@@ -343,12 +387,18 @@ fn fill_maps(ebpf: &mut Ebpf, s: &InterceptConfig) -> Result<(), LoadError> {
             warn!("IPv6 listener port differs from IPv4; using the IPv4 port for both");
         }
     }
-    let mut config: Array<&mut MapData, Config> =
-        Array::try_from(ebpf.map_mut(MAP_CONFIG).ok_or(LoadError::Missing("CONFIG map"))?)
-            .map_err(|source| LoadError::Map { map: MAP_CONFIG, source })?;
-    config
-        .set(0, cfg, 0)
-        .map_err(|source| LoadError::Map { map: MAP_CONFIG, source })?;
+    let mut config: Array<&mut MapData, Config> = Array::try_from(
+        ebpf.map_mut(MAP_CONFIG)
+            .ok_or(LoadError::Missing("CONFIG map"))?,
+    )
+    .map_err(|source| LoadError::Map {
+        map: MAP_CONFIG,
+        source,
+    })?;
+    config.set(0, cfg, 0).map_err(|source| LoadError::Map {
+        map: MAP_CONFIG,
+        source,
+    })?;
     debug!(?cfg, "kernel configuration written");
     Ok(())
 }
@@ -359,34 +409,64 @@ fn attach_cgroup(ebpf: &mut Ebpf, cg: &Cgroup, dir: &Path) -> Result<(), LoadErr
         let prog = ebpf.program_mut(name).ok_or(LoadError::Missing(name))?;
         let perr = |op: &'static str| {
             let cgroup = cg.name.clone();
-            move |source| LoadError::Program { op, program: name, cgroup, source }
+            move |source| LoadError::Program {
+                op,
+                program: name,
+                cgroup,
+                source,
+            }
         };
         let link: FdLink = match prog {
             Program::CgroupSockAddr(p) => {
                 if p.fd().is_err() {
                     p.load().map_err(perr("load"))?;
                 }
-                let id = p.attach(cg_file.as_fd(), CgroupAttachMode::Single).map_err(perr("attach"))?;
-                p.take_link(id).map_err(perr("take link"))?.try_into().map_err(|source| LoadError::Link { program: name, source })?
+                let id = p
+                    .attach(cg_file.as_fd(), CgroupAttachMode::Single)
+                    .map_err(perr("attach"))?;
+                p.take_link(id)
+                    .map_err(perr("take link"))?
+                    .try_into()
+                    .map_err(|source| LoadError::Link {
+                        program: name,
+                        source,
+                    })?
             }
             Program::SockOps(p) => {
                 if p.fd().is_err() {
                     p.load().map_err(perr("load"))?;
                 }
-                let id = p.attach(cg_file.as_fd(), CgroupAttachMode::Single).map_err(perr("attach"))?;
-                p.take_link(id).map_err(perr("take link"))?.try_into().map_err(|source| LoadError::Link { program: name, source })?
+                let id = p
+                    .attach(cg_file.as_fd(), CgroupAttachMode::Single)
+                    .map_err(perr("attach"))?;
+                p.take_link(id)
+                    .map_err(perr("take link"))?
+                    .try_into()
+                    .map_err(|source| LoadError::Link {
+                        program: name,
+                        source,
+                    })?
             }
             Program::CgroupSock(p) => {
                 if p.fd().is_err() {
                     p.load().map_err(perr("load"))?;
                 }
-                let id = p.attach(cg_file.as_fd(), CgroupAttachMode::Single).map_err(perr("attach"))?;
-                p.take_link(id).map_err(perr("take link"))?.try_into().map_err(|source| LoadError::Link { program: name, source })?
+                let id = p
+                    .attach(cg_file.as_fd(), CgroupAttachMode::Single)
+                    .map_err(perr("attach"))?;
+                p.take_link(id)
+                    .map_err(perr("take link"))?
+                    .try_into()
+                    .map_err(|source| LoadError::Link {
+                        program: name,
+                        source,
+                    })?
             }
             _ => return Err(LoadError::Missing(name)),
         };
         let path = dir.join(name);
-        link.pin(&path).map_err(|source| LoadError::Pin { path, source })?;
+        link.pin(&path)
+            .map_err(|source| LoadError::Pin { path, source })?;
     }
     Ok(())
 }

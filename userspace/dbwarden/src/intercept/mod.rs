@@ -3,6 +3,10 @@
 //! stops), adopt a previous daemon's pins, and look up a redirected connection's kernel record.
 
 mod addr;
+#[expect(
+    clippy::result_large_err,
+    reason = "aya's error types are large; these errors happen once, at startup or detach"
+)]
 mod loader;
 
 pub use addr::{key_for, to_socket_addr, Network};

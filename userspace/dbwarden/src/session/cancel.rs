@@ -55,8 +55,19 @@ impl CancelRegistry {
             let mut secret = vec![0u8; 32];
             rng.fill_bytes(&mut secret);
             let secret = Bytes::from(secret);
-            map.insert(pid, Entry { client_secret: secret.clone(), upstream, server: None, held });
-            return BackendKeyData { pid, secret_key: secret };
+            map.insert(
+                pid,
+                Entry {
+                    client_secret: secret.clone(),
+                    upstream,
+                    server: None,
+                    held,
+                },
+            );
+            return BackendKeyData {
+                pid,
+                secret_key: secret,
+            };
         }
     }
 
@@ -71,7 +82,10 @@ impl CancelRegistry {
 
     /// Forgets a session's key.
     pub fn remove(&self, pid: i32) {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner()).remove(&pid);
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&pid);
     }
 
     /// Looks up a client's cancel request (secret compared in constant time).
@@ -98,9 +112,12 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// Sends a CancelRequest with the server's key to `upstream`.
 pub async fn forward_cancel(upstream: SocketAddr, key: &BackendKeyData) -> std::io::Result<()> {
     let mut buf = BytesMut::new();
-    Startup::Cancel { pid: key.pid, secret_key: key.secret_key.clone() }
-        .encode(&mut buf)
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
+    Startup::Cancel {
+        pid: key.pid,
+        secret_key: key.secret_key.clone(),
+    }
+    .encode(&mut buf)
+    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
     let mut s = tokio::net::TcpStream::connect(upstream).await?;
     s.write_all(&buf).await?;
     s.shutdown().await?;
@@ -116,11 +133,23 @@ mod tests {
         let r = CancelRegistry::default();
         let up: SocketAddr = "127.0.0.1:5432".parse().unwrap();
         let k = r.mint(up, Arc::new(Notify::new()));
-        assert!(r.lookup(k.pid, &k.secret_key).unwrap().server.is_none(), "no server key yet");
-        let server = BackendKeyData { pid: 77, secret_key: Bytes::from_static(b"srvk") };
-        let short = BackendKeyData { pid: k.pid, secret_key: k.secret_key.slice(..4) };
+        assert!(
+            r.lookup(k.pid, &k.secret_key).unwrap().server.is_none(),
+            "no server key yet"
+        );
+        let server = BackendKeyData {
+            pid: 77,
+            secret_key: Bytes::from_static(b"srvk"),
+        };
+        let short = BackendKeyData {
+            pid: k.pid,
+            secret_key: k.secret_key.slice(..4),
+        };
         r.bind(&short, server.clone());
-        assert_eq!(r.lookup(k.pid, &k.secret_key[..4]).unwrap().server, Some((up, server)));
+        assert_eq!(
+            r.lookup(k.pid, &k.secret_key[..4]).unwrap().server,
+            Some((up, server))
+        );
         assert!(r.lookup(k.pid, b"nope").is_none());
         assert!(r.lookup(k.pid + 1, &k.secret_key[..4]).is_none());
         r.remove(k.pid);

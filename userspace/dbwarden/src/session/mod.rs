@@ -30,7 +30,13 @@ pub struct Totals {
 }
 
 /// Runs a session to completion and logs its summary.
-pub async fn run(client: TcpStream, peer: SocketAddr, ident: ConnIdentity, id: u64, shared: Arc<Shared>) {
+pub async fn run(
+    client: TcpStream,
+    peer: SocketAddr,
+    ident: ConnIdentity,
+    id: u64,
+    shared: Arc<Shared>,
+) {
     let span = tracing::info_span!(
         "session",
         session = id,
@@ -58,11 +64,14 @@ pub async fn run(client: TcpStream, peer: SocketAddr, ident: ConnIdentity, id: u
         let started = Instant::now();
         let m = shared.metrics.clone();
         crate::metrics::Metrics::inc(&m.sessions_total);
-        m.sessions_active.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        m.sessions_active
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         struct Active(std::sync::Arc<crate::metrics::Metrics>);
         impl Drop for Active {
             fn drop(&mut self) {
-                self.0.sessions_active.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                self.0
+                    .sessions_active
+                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
             }
         }
         let _active = Active(m.clone());
@@ -96,14 +105,22 @@ pub async fn run(client: TcpStream, peer: SocketAddr, ident: ConnIdentity, id: u
                 };
                 pg::run(client, upstream, dst, info, shared.clone()).await
             }
-            ProtocolName::Mysql | ProtocolName::Unknown => relay::run(client, upstream, &shared.shutdown).await,
+            ProtocolName::Mysql | ProtocolName::Unknown => {
+                relay::run(client, upstream, &shared.shutdown).await
+            }
         };
         let (totals, reason) = match &result {
             Ok(t) => (*t, "closed".to_string()),
             Err((t, e)) => (*t, e.clone()),
         };
-        m.bytes_client_to_server_total.fetch_add(totals.client_to_server, std::sync::atomic::Ordering::Relaxed);
-        m.bytes_server_to_client_total.fetch_add(totals.server_to_client, std::sync::atomic::Ordering::Relaxed);
+        m.bytes_client_to_server_total.fetch_add(
+            totals.client_to_server,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        m.bytes_server_to_client_total.fetch_add(
+            totals.server_to_client,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         info!(
             bytes_client_to_server = totals.client_to_server,
             bytes_server_to_client = totals.server_to_client,

@@ -70,7 +70,10 @@ pub async fn run(
     info: SessionInfo,
     shared: Arc<Shared>,
 ) -> Result<Totals, (Totals, String)> {
-    let client_addr = client.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+    let client_addr = client
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     let held_notify = Arc::new(Notify::new());
     let key = shared.cancel.mint(upstream, held_notify.clone());
     let key_pid = key.pid;
@@ -85,19 +88,15 @@ pub async fn run(
 
     let counters: Counters = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
     let rec: SharedRecording = Arc::new(std::sync::OnceLock::new());
-    let c2s = client_to_server(
-        cr,
-        sw,
-        cw.clone(),
-        proxy.clone(),
-        info.clone(),
-        shared.clone(),
-        counters.clone(),
-        rec.clone(),
-        client_addr,
-        held_notify,
-    );
-    let s2c = server_to_client(sr, cw.clone(), proxy.clone(), shared.clone(), counters.clone(), rec.clone());
+    let legs = Legs {
+        cw: cw.clone(),
+        proxy: proxy.clone(),
+        shared: shared.clone(),
+        counters: counters.clone(),
+        rec: rec.clone(),
+    };
+    let c2s = client_to_server(cr, sw, legs.clone(), info.clone(), client_addr, held_notify);
+    let s2c = server_to_client(sr, legs);
     let (first, reason) = {
         tokio::pin!(c2s);
         tokio::pin!(s2c);
@@ -121,7 +120,10 @@ pub async fn run(
         Ok(()) => "closed".to_string(),
         Err(e) => format!("{reason}: {e}"),
     };
-    if let Some(r) = Arc::try_unwrap(rec).ok().and_then(std::sync::OnceLock::into_inner) {
+    if let Some(r) = Arc::try_unwrap(rec)
+        .ok()
+        .and_then(std::sync::OnceLock::into_inner)
+    {
         let _ = tokio::task::spawn_blocking(move || r.finish(&end_reason)).await;
     }
     let totals = Totals {
@@ -137,31 +139,50 @@ pub async fn run(
 /// Sends a protocol-violation error to the client (best effort) before the session closes.
 async fn refuse_client(cw: &ClientWriter, msg: String) {
     let mut buf = BytesMut::new();
-    if ErrorResponse::protocol_violation(msg).encode(&mut buf).is_ok() {
+    if ErrorResponse::protocol_violation(msg)
+        .encode(&mut buf)
+        .is_ok()
+    {
         let mut w = cw.lock().await;
         let _ = w.write_all(&buf).await;
         let _ = w.shutdown().await;
     }
 }
 
-async fn client_to_server(
-    mut cr: OwnedReadHalf,
-    mut sw: OwnedWriteHalf,
+/// What both directions of a session share.
+#[derive(Clone)]
+struct Legs {
     cw: ClientWriter,
     proxy: SharedProxy,
-    info: Arc<tokio::sync::RwLock<SessionInfo>>,
     shared: Arc<Shared>,
     counters: Counters,
     rec: SharedRecording,
+}
+
+async fn client_to_server(
+    mut cr: OwnedReadHalf,
+    mut sw: OwnedWriteHalf,
+    legs: Legs,
+    info: Arc<tokio::sync::RwLock<SessionInfo>>,
     client_addr: String,
     held_notify: Arc<Notify>,
 ) -> Result<(), String> {
+    let Legs {
+        cw,
+        proxy,
+        shared,
+        counters,
+        rec,
+    } = legs;
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut out = BytesMut::new();
     let mut grants = SessionGrants::new();
     loop {
         buf.reserve(READ_CHUNK);
-        let n = cr.read_buf(&mut buf).await.map_err(|e| format!("client read: {e}"))?;
+        let n = cr
+            .read_buf(&mut buf)
+            .await
+            .map_err(|e| format!("client read: {e}"))?;
         if n == 0 {
             let _ = sw.shutdown().await;
             return Ok(());
@@ -172,7 +193,8 @@ async fn client_to_server(
                 Ok(Some(raw)) => raw,
                 Ok(None) => break,
                 Err(e) => {
-                    refuse_client(&cw, format!("dbwarden: malformed message from client: {e}")).await;
+                    refuse_client(&cw, format!("dbwarden: malformed message from client: {e}"))
+                        .await;
                     return Err(format!("malformed client message: {e}"));
                 }
             };
@@ -186,13 +208,22 @@ async fn client_to_server(
             };
             if let Some(ClientEvent::Startup { params, .. }) = &step.event {
                 let replication = params.iter().any(|(k, v)| {
-                    k == "replication" && !matches!(v.to_ascii_lowercase().as_str(), "false" | "off" | "no" | "0")
+                    k == "replication"
+                        && !matches!(
+                            v.to_ascii_lowercase().as_str(),
+                            "false" | "off" | "no" | "0"
+                        )
                 });
                 if replication {
                     // Streaming replication (CopyBoth) would move whole databases past policy.
                     warn!("refusing a replication connection");
                     let mut b = BytesMut::new();
-                    let _ = ErrorResponse::new("FATAL", "42501", "dbwarden: replication connections are not allowed for agents").encode(&mut b);
+                    let _ = ErrorResponse::new(
+                        "FATAL",
+                        "42501",
+                        "dbwarden: replication connections are not allowed for agents",
+                    )
+                    .encode(&mut b);
                     let mut w = cw.lock().await;
                     let _ = w.write_all(&b).await;
                     let _ = w.shutdown().await;
@@ -211,21 +242,38 @@ async fn client_to_server(
                 }
                 debug!(database = ?i.database, db_user = ?i.db_user, "startup");
                 if let Some(store) = &shared.store {
-                    let started = recording::header(&i, &client_addr, &shared.pipeline.policy_hash())
-                        .and_then(|h| store.create(h, shared.pipeline.writer_config()).map_err(|e| e.to_string()))
-                        .and_then(|w| {
-                            dbwarden_record::Recorder::start(w, shared.pipeline.recorder_config())
+                    let started =
+                        recording::header(&i, &client_addr, &shared.pipeline.policy_hash())
+                            .and_then(|h| {
+                                store
+                                    .create(h, shared.pipeline.writer_config())
+                                    .map_err(|e| e.to_string())
+                            })
+                            .and_then(|w| {
+                                dbwarden_record::Recorder::start(
+                                    w,
+                                    shared.pipeline.recorder_config(),
+                                )
                                 .map_err(|e| e.to_string())
-                        });
+                            });
                     match started {
                         Ok(r) => {
-                            let _ = rec.set(SessionRecording::new(r, shared.pipeline.masker(), shared.pipeline.row_cap));
+                            let _ = rec.set(SessionRecording::new(
+                                r,
+                                shared.pipeline.masker(),
+                                shared.pipeline.row_cap,
+                            ));
                         }
                         Err(e) => {
                             // Fail closed: no recording, no session.
                             warn!(error = %e, "cannot record this session; refusing it");
                             let mut b = BytesMut::new();
-                            let _ = ErrorResponse::new("FATAL", "53000", "dbwarden: the session cannot be recorded, so it is refused").encode(&mut b);
+                            let _ = ErrorResponse::new(
+                                "FATAL",
+                                "53000",
+                                "dbwarden: the session cannot be recorded, so it is refused",
+                            )
+                            .encode(&mut b);
                             let mut w = cw.lock().await;
                             let _ = w.write_all(&b).await;
                             let _ = w.shutdown().await;
@@ -236,8 +284,15 @@ async fn client_to_server(
             }
             if let Some(r) = rec.get() {
                 match &step.event {
-                    Some(ClientEvent::Bind { bind, .. }) => r.bound(&bind.portal, &bind.param_formats, &bind.params),
-                    Some(ClientEvent::Execute { request, portal, sql, .. }) => r.executed(request.0, portal, sql.as_deref()),
+                    Some(ClientEvent::Bind { bind, .. }) => {
+                        r.bound(&bind.portal, &bind.param_formats, &bind.params)
+                    }
+                    Some(ClientEvent::Execute {
+                        request,
+                        portal,
+                        sql,
+                        ..
+                    }) => r.executed(request.0, portal, sql.as_deref()),
                     _ => {}
                 }
             }
@@ -245,14 +300,22 @@ async fn client_to_server(
                 ClientAction::Forward(b) => out.extend_from_slice(&b),
                 ClientAction::Reply(b) => {
                     let mut w = cw.lock().await;
-                    w.write_all(&b).await.map_err(|e| format!("client write: {e}"))?;
+                    w.write_all(&b)
+                        .await
+                        .map_err(|e| format!("client write: {e}"))?;
                 }
                 ClientAction::Decide(pending) => {
                     let session = info.read().await.clone();
                     let decision = shared.pipeline.decide_pg(&pending, &session);
                     let stmt = pending.request().0;
-                    let sql = pending.sql().unwrap_or("<fast-path function call>").to_string();
-                    let held = matches!(decision.verdict.action, dbwarden_policy::Action::RequireApproval { .. });
+                    let sql = pending
+                        .sql()
+                        .unwrap_or("<fast-path function call>")
+                        .to_string();
+                    let held = matches!(
+                        decision.verdict.action,
+                        dbwarden_policy::Action::RequireApproval { .. }
+                    );
                     {
                         use crate::metrics::Metrics;
                         let m = &shared.metrics;
@@ -277,11 +340,15 @@ async fn client_to_server(
                             decision.verdict.tags.clone(),
                         );
                     }
-                    let verdict = if let dbwarden_policy::Action::RequireApproval { timeout } = decision.verdict.action {
+                    let verdict = if let dbwarden_policy::Action::RequireApproval { timeout } =
+                        decision.verdict.action
+                    {
                         // Flush what is already decided before waiting.
                         if !out.is_empty() {
                             counters.0.fetch_add(out.len() as u64, Ordering::Relaxed);
-                            sw.write_all(&out).await.map_err(|e| format!("server write: {e}"))?;
+                            sw.write_all(&out)
+                                .await
+                                .map_err(|e| format!("server write: {e}"))?;
                             out.clear();
                         }
                         let h = Hold {
@@ -326,13 +393,17 @@ async fn client_to_server(
             }
             if out.len() >= HIGH_WATER {
                 counters.0.fetch_add(out.len() as u64, Ordering::Relaxed);
-                sw.write_all(&out).await.map_err(|e| format!("server write: {e}"))?;
+                sw.write_all(&out)
+                    .await
+                    .map_err(|e| format!("server write: {e}"))?;
                 out.clear();
             }
         }
         if !out.is_empty() {
             counters.0.fetch_add(out.len() as u64, Ordering::Relaxed);
-            sw.write_all(&out).await.map_err(|e| format!("server write: {e}"))?;
+            sw.write_all(&out)
+                .await
+                .map_err(|e| format!("server write: {e}"))?;
             out.clear();
         }
     }
@@ -342,21 +413,24 @@ fn encode_err(e: ProtocolError) -> String {
     format!("encoding: {e}")
 }
 
-async fn server_to_client(
-    mut sr: OwnedReadHalf,
-    cw: ClientWriter,
-    proxy: SharedProxy,
-    shared: Arc<Shared>,
-    counters: Counters,
-    rec: SharedRecording,
-) -> Result<(), String> {
+async fn server_to_client(mut sr: OwnedReadHalf, legs: Legs) -> Result<(), String> {
+    let Legs {
+        cw,
+        proxy,
+        shared,
+        counters,
+        rec,
+    } = legs;
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut out = BytesMut::new();
     let mut withholding = false;
     let mut copy_rules = crate::masking::CopyRules::default();
     loop {
         buf.reserve(READ_CHUNK);
-        let n = sr.read_buf(&mut buf).await.map_err(|e| format!("server read: {e}"))?;
+        let n = sr
+            .read_buf(&mut buf)
+            .await
+            .map_err(|e| format!("server read: {e}"))?;
         if n == 0 {
             let mut w = cw.lock().await;
             if !out.is_empty() {
@@ -387,7 +461,9 @@ async fn server_to_client(
             let r = rec.get();
             for ev in &step.events {
                 match ev {
-                    ServerEvent::BackendKey { server, client } => shared.cancel.bind(client, server.clone()),
+                    ServerEvent::BackendKey { server, client } => {
+                        shared.cancel.bind(client, server.clone())
+                    }
                     ServerEvent::ReadyForQuery(_) => ready = true,
                     ServerEvent::Completed { request, outcome } => {
                         if let Some(r) = r {
@@ -416,7 +492,11 @@ async fn server_to_client(
                 }
                 _ => None,
             };
-            match crate::masking::mask_output(&shared.pipeline.masker(), step.output, &mut copy_rules) {
+            match crate::masking::mask_output(
+                &shared.pipeline.masker(),
+                step.output,
+                &mut copy_rules,
+            ) {
                 Ok(m) => {
                     if let (Some(ctx), Some(r)) = (row_ctx, r) {
                         r.row(&m.bytes, &ctx);
@@ -438,13 +518,21 @@ async fn server_to_client(
             }
             if out.len() >= HIGH_WATER {
                 counters.1.fetch_add(out.len() as u64, Ordering::Relaxed);
-                cw.lock().await.write_all(&out).await.map_err(|e| format!("client write: {e}"))?;
+                cw.lock()
+                    .await
+                    .write_all(&out)
+                    .await
+                    .map_err(|e| format!("client write: {e}"))?;
                 out.clear();
             }
         }
         if !out.is_empty() {
             counters.1.fetch_add(out.len() as u64, Ordering::Relaxed);
-            cw.lock().await.write_all(&out).await.map_err(|e| format!("client write: {e}"))?;
+            cw.lock()
+                .await
+                .write_all(&out)
+                .await
+                .map_err(|e| format!("client write: {e}"))?;
             out.clear();
         }
     }
@@ -470,7 +558,12 @@ impl Hold<'_> {
     /// Waits for the decision while watching the client: a disconnect ends the session (the
     /// request is recorded as cancelled), a CancelRequest cancels the statement, pipelined
     /// bytes are kept for later. Returns what to do with the statement.
-    async fn wait(self, cr: &mut OwnedReadHalf, buf: &mut BytesMut, grants: &mut SessionGrants) -> Result<Verdict, String> {
+    async fn wait(
+        self,
+        cr: &mut OwnedReadHalf,
+        buf: &mut BytesMut,
+        grants: &mut SessionGrants,
+    ) -> Result<Verdict, String> {
         // Registered before the request is filed, so a cancel sent after the client sees the
         // notice is never missed (`notify_waiters` reaches created, not-yet-polled futures).
         let cancelled = self.held.notified();
@@ -479,9 +572,20 @@ impl Hold<'_> {
         let key = dbwarden_policy::normalized_key(self.sql, dbwarden_policy::Dialect::Postgres)
             .unwrap_or_else(|| self.sql.to_string());
         if grants.is_granted(&key) {
-            info!(stmt = self.stmt, rule = self.rule, "approved earlier for this session");
+            info!(
+                stmt = self.stmt,
+                rule = self.rule,
+                "approved earlier for this session"
+            );
             if let Some(r) = self.rec {
-                r.approval(self.stmt, false, Some(dbwarden_record::Action::Allow), Some("session grant".into()), None, Some(0));
+                r.approval(
+                    self.stmt,
+                    false,
+                    Some(dbwarden_record::Action::Allow),
+                    Some("session grant".into()),
+                    None,
+                    Some(0),
+                );
             }
             return Ok(Verdict::Allow);
         }
@@ -495,7 +599,11 @@ impl Hold<'_> {
             session_id: self.session.id,
             rule: self.rule.to_string(),
             statement: masked.clone(),
-            normalized: dbwarden_policy::normalized_display(&masked, dbwarden_policy::Dialect::Postgres).unwrap_or_else(|| masked.clone()),
+            normalized: dbwarden_policy::normalized_display(
+                &masked,
+                dbwarden_policy::Dialect::Postgres,
+            )
+            .unwrap_or_else(|| masked.clone()),
             identity_summary: format!(
                 "pid {} uid {} ({}) exe {} cgroup {}{}",
                 ident.pid,
@@ -565,7 +673,11 @@ impl Hold<'_> {
             r.approval(
                 self.stmt,
                 false,
-                Some(if allowed { dbwarden_record::Action::Allow } else { dbwarden_record::Action::Deny }),
+                Some(if allowed {
+                    dbwarden_record::Action::Allow
+                } else {
+                    dbwarden_record::Action::Deny
+                }),
                 decision.approver().map(str::to_string),
                 Some(decision.summary()),
                 Some(waited),

@@ -13,7 +13,7 @@ use dbwarden_mask::Masker;
 use dbwarden_record::{
     self as record,
     model::{Decision, Notice, ResponseSummary, Rows, Statement},
-    Action, Recorder, RecordBody, SessionHeader, SessionId,
+    Action, RecordBody, Recorder, SessionHeader, SessionId,
 };
 use dbwarden_wire_pg::{
     proxy::{Outcome, ResultContext},
@@ -49,7 +49,11 @@ struct Inner {
 }
 
 /// Builds the session header from the kernel identity and startup parameters.
-pub fn header(info: &SessionInfo, client_addr: &str, policy_hash: &str) -> Result<SessionHeader, String> {
+pub fn header(
+    info: &SessionInfo,
+    client_addr: &str,
+    policy_hash: &str,
+) -> Result<SessionHeader, String> {
     let id = SessionId::random().map_err(|e| format!("session id: {e}"))?;
     let ident = &info.ident;
     Ok(SessionHeader {
@@ -77,7 +81,12 @@ pub fn header(info: &SessionInfo, client_addr: &str, policy_hash: &str) -> Resul
 impl SessionRecording {
     /// Wraps a started recorder.
     pub fn new(recorder: Recorder, masker: Arc<Masker>, row_cap: u64) -> Self {
-        SessionRecording { recorder, masker, row_cap, inner: Mutex::new(Inner::default()) }
+        SessionRecording {
+            recorder,
+            masker,
+            row_cap,
+            inner: Mutex::new(Inner::default()),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -101,14 +110,25 @@ impl SessionRecording {
 
     /// Whether the writer has failed (the session must then stop: fail closed).
     pub fn failed(&self) -> Option<String> {
-        match self.recorder.try_record(RecordBody::Gap(record::model::Gap { dropped: 0 })) {
+        match self
+            .recorder
+            .try_record(RecordBody::Gap(record::model::Gap { dropped: 0 }))
+        {
             Err(record::TryRecordError::Failed(e)) => Some(e.to_string()),
             _ => None,
         }
     }
 
     /// A statement was decided (simple query, Parse, fast-path call).
-    pub fn decided(&self, stmt: u64, sql: &str, action: Action, rule: Option<String>, message: Option<String>, tags: Vec<String>) {
+    pub fn decided(
+        &self,
+        stmt: u64,
+        sql: &str,
+        action: Action,
+        rule: Option<String>,
+        message: Option<String>,
+        tags: Vec<String>,
+    ) {
         self.lock().started.insert(stmt, Instant::now());
         self.put(RecordBody::Statement(Statement {
             stmt,
@@ -140,7 +160,9 @@ impl SessionRecording {
                     if binary {
                         format!("<binary {} bytes>", v.len())
                     } else {
-                        self.masker.mask_str(&String::from_utf8_lossy(v)).into_owned()
+                        self.masker
+                            .mask_str(&String::from_utf8_lossy(v))
+                            .into_owned()
                     }
                 })
             })
@@ -157,7 +179,9 @@ impl SessionRecording {
         };
         self.put(RecordBody::Statement(Statement {
             stmt,
-            text: sql.map(|s| self.masker.mask_str(s).into_owned()).unwrap_or_default(),
+            text: sql
+                .map(|s| self.masker.mask_str(s).into_owned())
+                .unwrap_or_default(),
             params,
         }));
     }
@@ -174,10 +198,16 @@ impl SessionRecording {
             }
             if acc.columns.is_empty() {
                 if let Some(d) = &ctx.description {
-                    acc.columns = d.fields.iter().map(|f| self.masker.mask_str(&f.name).into_owned()).collect();
+                    acc.columns = d
+                        .fields
+                        .iter()
+                        .map(|f| self.masker.mask_str(&f.name).into_owned())
+                        .collect();
                 }
             }
-            let Ok(row) = DataRow::parse(masked.clone()) else { return };
+            let Ok(row) = DataRow::parse(masked.clone()) else {
+                return;
+            };
             let cells = row
                 .values()
                 .enumerate()
@@ -199,7 +229,12 @@ impl SessionRecording {
                 .collect();
             acc.rows.push(cells);
             if acc.rows.len() >= ROW_BATCH {
-                Some(Rows { stmt, columns: acc.columns.clone(), rows: std::mem::take(&mut acc.rows), truncated: None })
+                Some(Rows {
+                    stmt,
+                    columns: acc.columns.clone(),
+                    rows: std::mem::take(&mut acc.rows),
+                    truncated: None,
+                })
             } else {
                 None
             }
@@ -235,7 +270,10 @@ impl SessionRecording {
             Outcome::Suspended => (Some("SUSPENDED".into()), None),
             Outcome::Parsed => return,
             Outcome::FunctionReturned => (Some("FUNCTION".into()), None),
-            Outcome::Error { code, .. } => (None, Some(format!("SQLSTATE {}", code.as_deref().unwrap_or("?")))),
+            Outcome::Error { code, .. } => (
+                None,
+                Some(format!("SQLSTATE {}", code.as_deref().unwrap_or("?"))),
+            ),
             Outcome::Refused => (None, Some("refused by policy".into())),
             Outcome::Skipped => (None, Some("skipped after an earlier error".into())),
         };
@@ -261,7 +299,11 @@ impl SessionRecording {
     ) {
         self.put(RecordBody::Approval(record::Approval {
             stmt,
-            event: if requested { record::ApprovalKind::Requested } else { record::ApprovalKind::Decided },
+            event: if requested {
+                record::ApprovalKind::Requested
+            } else {
+                record::ApprovalKind::Decided
+            },
             decision,
             approver,
             reason: reason.map(|r| self.masker.mask_str(&r).into_owned()),
