@@ -416,52 +416,29 @@ fn attach_cgroup(ebpf: &mut Ebpf, cg: &Cgroup, dir: &Path) -> Result<(), LoadErr
                 source,
             }
         };
+        // The three program types share no trait for load/attach/take_link in aya 0.14.
+        macro_rules! attach_and_take {
+            ($p:expr) => {{
+                let p = $p;
+                if p.fd().is_err() {
+                    p.load().map_err(perr("load"))?;
+                }
+                let id = p
+                    .attach(cg_file.as_fd(), CgroupAttachMode::Single)
+                    .map_err(perr("attach"))?;
+                p.take_link(id)
+                    .map_err(perr("take link"))?
+                    .try_into()
+                    .map_err(|source| LoadError::Link {
+                        program: name,
+                        source,
+                    })?
+            }};
+        }
         let link: FdLink = match prog {
-            Program::CgroupSockAddr(p) => {
-                if p.fd().is_err() {
-                    p.load().map_err(perr("load"))?;
-                }
-                let id = p
-                    .attach(cg_file.as_fd(), CgroupAttachMode::Single)
-                    .map_err(perr("attach"))?;
-                p.take_link(id)
-                    .map_err(perr("take link"))?
-                    .try_into()
-                    .map_err(|source| LoadError::Link {
-                        program: name,
-                        source,
-                    })?
-            }
-            Program::SockOps(p) => {
-                if p.fd().is_err() {
-                    p.load().map_err(perr("load"))?;
-                }
-                let id = p
-                    .attach(cg_file.as_fd(), CgroupAttachMode::Single)
-                    .map_err(perr("attach"))?;
-                p.take_link(id)
-                    .map_err(perr("take link"))?
-                    .try_into()
-                    .map_err(|source| LoadError::Link {
-                        program: name,
-                        source,
-                    })?
-            }
-            Program::CgroupSock(p) => {
-                if p.fd().is_err() {
-                    p.load().map_err(perr("load"))?;
-                }
-                let id = p
-                    .attach(cg_file.as_fd(), CgroupAttachMode::Single)
-                    .map_err(perr("attach"))?;
-                p.take_link(id)
-                    .map_err(perr("take link"))?
-                    .try_into()
-                    .map_err(|source| LoadError::Link {
-                        program: name,
-                        source,
-                    })?
-            }
+            Program::CgroupSockAddr(p) => attach_and_take!(p),
+            Program::SockOps(p) => attach_and_take!(p),
+            Program::CgroupSock(p) => attach_and_take!(p),
             _ => return Err(LoadError::Missing(name)),
         };
         let path = dir.join(name);

@@ -105,11 +105,7 @@ pub async fn run(
             r = &mut c2s => (r, "client side"),
             r = &mut s2c => (r, "server side"),
             _ = shared.shutdown.cancelled() => {
-                let mut buf = BytesMut::new();
-                let _ = ErrorResponse::admin_shutdown("dbwarden is shutting down").encode(&mut buf);
-                let mut w = cw.lock().await;
-                let _ = w.write_all(&buf).await;
-                let _ = w.shutdown().await;
+                close_with(&cw, ErrorResponse::admin_shutdown("dbwarden is shutting down")).await;
                 (Err("daemon shutting down".to_string()), "shutdown")
             }
         };
@@ -136,17 +132,19 @@ pub async fn run(
     }
 }
 
-/// Sends a protocol-violation error to the client (best effort) before the session closes.
-async fn refuse_client(cw: &ClientWriter, msg: String) {
+/// Sends `err` to the client (best effort) and closes the client side.
+async fn close_with(cw: &ClientWriter, err: ErrorResponse) {
     let mut buf = BytesMut::new();
-    if ErrorResponse::protocol_violation(msg)
-        .encode(&mut buf)
-        .is_ok()
-    {
+    if err.encode(&mut buf).is_ok() {
         let mut w = cw.lock().await;
         let _ = w.write_all(&buf).await;
         let _ = w.shutdown().await;
     }
+}
+
+/// Sends a protocol-violation error to the client (best effort) before the session closes.
+async fn refuse_client(cw: &ClientWriter, msg: String) {
+    close_with(cw, ErrorResponse::protocol_violation(msg)).await;
 }
 
 /// What both directions of a session share.
@@ -217,16 +215,12 @@ async fn client_to_server(
                 if replication {
                     // Streaming replication (CopyBoth) would move whole databases past policy.
                     warn!("refusing a replication connection");
-                    let mut b = BytesMut::new();
-                    let _ = ErrorResponse::new(
+                    let e = ErrorResponse::new(
                         "FATAL",
                         "42501",
                         "dbwarden: replication connections are not allowed for agents",
-                    )
-                    .encode(&mut b);
-                    let mut w = cw.lock().await;
-                    let _ = w.write_all(&b).await;
-                    let _ = w.shutdown().await;
+                    );
+                    close_with(&cw, e).await;
                     return Err("replication connection refused".into());
                 }
                 let mut i = info.write().await;
@@ -267,16 +261,12 @@ async fn client_to_server(
                         Err(e) => {
                             // Fail closed: no recording, no session.
                             warn!(error = %e, "cannot record this session; refusing it");
-                            let mut b = BytesMut::new();
-                            let _ = ErrorResponse::new(
+                            let fatal = ErrorResponse::new(
                                 "FATAL",
                                 "53000",
                                 "dbwarden: the session cannot be recorded, so it is refused",
-                            )
-                            .encode(&mut b);
-                            let mut w = cw.lock().await;
-                            let _ = w.write_all(&b).await;
-                            let _ = w.shutdown().await;
+                            );
+                            close_with(&cw, fatal).await;
                             return Err(format!("recording unavailable: {e}"));
                         }
                     }
