@@ -9,12 +9,57 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use tokio::sync::Notify;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::sync::{futures::Notified, Notify};
 
 use bytes::{Bytes, BytesMut};
 use dbwarden_wire_pg::{BackendKeyData, Startup};
 use rand::RngCore;
 use tokio::io::AsyncWriteExt;
+
+/// How a CancelRequest reaches a statement held for approval (which the server never saw).
+#[derive(Debug, Default)]
+pub struct HoldSignal {
+    notify: Notify,
+    holding: AtomicBool,
+}
+
+/// Marks a session as holding a statement until dropped.
+pub struct Holding<'a>(&'a HoldSignal);
+
+impl Drop for Holding<'_> {
+    fn drop(&mut self) {
+        self.0.holding.store(false, Ordering::SeqCst);
+    }
+}
+
+impl HoldSignal {
+    /// A future completed by the next [`HoldSignal::cancel`]; create it before [`begin`].
+    ///
+    /// [`begin`]: HoldSignal::begin
+    pub fn notified(&self) -> Notified<'_> {
+        self.notify.notified()
+    }
+
+    /// The session holds a statement until the returned guard is dropped.
+    pub fn begin(&self) -> Holding<'_> {
+        self.holding.store(true, Ordering::SeqCst);
+        Holding(self)
+    }
+
+    /// Cancels the held statement, if there is one. Returns false when nothing is held: the
+    /// cancel is then meant for the server. No permit is stored, so a cancel that arrives while
+    /// nothing is held can never cancel a later hold.
+    pub fn cancel(&self) -> bool {
+        if self.holding.load(Ordering::SeqCst) {
+            self.notify.notify_waiters();
+            true
+        } else {
+            false
+        }
+    }
+}
 
 /// A key handed to a client, and what it maps to.
 #[derive(Debug, Clone)]
@@ -23,7 +68,7 @@ struct Entry {
     upstream: SocketAddr,
     server: Option<BackendKeyData>,
     /// Woken by a matching CancelRequest: cancels a statement held for approval.
-    held: Arc<Notify>,
+    held: Arc<HoldSignal>,
 }
 
 /// What a matching CancelRequest should act on.
@@ -32,7 +77,7 @@ pub struct CancelTarget {
     /// Upstream server and its real key (None before the server sent BackendKeyData).
     pub server: Option<(SocketAddr, BackendKeyData)>,
     /// The session's hold notifier.
-    pub held: Arc<Notify>,
+    pub held: Arc<HoldSignal>,
 }
 
 /// Registry of live sessions' cancellation keys.
@@ -44,7 +89,7 @@ pub struct CancelRegistry {
 impl CancelRegistry {
     /// Mints a fresh key (unique pid, 32 random secret bytes) for a session to `upstream`;
     /// `held` is notified when the client cancels.
-    pub fn mint(&self, upstream: SocketAddr, held: Arc<Notify>) -> BackendKeyData {
+    pub fn mint(&self, upstream: SocketAddr, held: Arc<HoldSignal>) -> BackendKeyData {
         let mut rng = rand::thread_rng();
         let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         loop {
@@ -132,7 +177,7 @@ mod tests {
     fn only_the_right_secret_cancels() {
         let r = CancelRegistry::default();
         let up: SocketAddr = "127.0.0.1:5432".parse().unwrap();
-        let k = r.mint(up, Arc::new(Notify::new()));
+        let k = r.mint(up, Arc::new(HoldSignal::default()));
         assert!(
             r.lookup(k.pid, &k.secret_key).unwrap().server.is_none(),
             "no server key yet"
@@ -154,5 +199,23 @@ mod tests {
         assert!(r.lookup(k.pid + 1, &k.secret_key[..4]).is_none());
         r.remove(k.pid);
         assert!(r.lookup(k.pid, &k.secret_key[..4]).is_none());
+    }
+}
+
+#[cfg(test)]
+mod hold_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn cancel_reaches_only_a_statement_held_now() {
+        let h = HoldSignal::default();
+        assert!(!h.cancel(), "nothing held: the cancel is for the server");
+        let n = h.notified();
+        tokio::pin!(n);
+        let g = h.begin();
+        assert!(h.cancel());
+        n.as_mut().await;
+        drop(g);
+        assert!(!h.cancel());
     }
 }

@@ -27,7 +27,7 @@ use tokio::{
         tcp::{OwnedReadHalf, OwnedWriteHalf},
         TcpStream,
     },
-    sync::{Mutex as AsyncMutex, Notify},
+    sync::Mutex as AsyncMutex,
 };
 use tracing::{debug, info, warn};
 
@@ -74,7 +74,7 @@ pub async fn run(
         .peer_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
-    let held_notify = Arc::new(Notify::new());
+    let held_notify = Arc::new(cancel::HoldSignal::default());
     let key = shared.cancel.mint(upstream, held_notify.clone());
     let key_pid = key.pid;
     let proxy = match Proxy::new(ProxyConfig::new(nonce(), key)) {
@@ -163,7 +163,7 @@ async fn client_to_server(
     legs: Legs,
     info: Arc<tokio::sync::RwLock<SessionInfo>>,
     client_addr: String,
-    held_notify: Arc<Notify>,
+    held_notify: Arc<cancel::HoldSignal>,
 ) -> Result<(), String> {
     let Legs {
         cw,
@@ -364,12 +364,12 @@ async fn client_to_server(
                 ClientAction::Cancel { pid, secret_key } => {
                     match shared.cancel.lookup(pid, &secret_key) {
                         Some(t) => {
-                            // A statement held for approval is cancelled here; one running on
-                            // the server is cancelled there.
-                            // Wakes a statement held right now and stores no permit: a cancel
-                            // that arrives while nothing is held must not cancel a later hold.
-                            t.held.notify_waiters();
-                            if let Some((upstream, key)) = t.server {
+                            // A statement held for approval is cancelled here (the server
+                            // never saw it: forwarding would cancel whatever runs next); one
+                            // running on the server is cancelled there.
+                            if t.held.cancel() {
+                                info!("cancel request cancelled the statement held for approval");
+                            } else if let Some((upstream, key)) = t.server {
                                 info!(%upstream, "forwarding cancel request");
                                 if let Err(e) = cancel::forward_cancel(upstream, &key).await {
                                     warn!(error = %e, "cancel forwarding failed");
@@ -540,7 +540,7 @@ struct Hold<'a> {
     stmt: u64,
     timeout: std::time::Duration,
     cw: &'a ClientWriter,
-    held: &'a Notify,
+    held: &'a cancel::HoldSignal,
     rec: Option<&'a SessionRecording>,
 }
 
@@ -558,6 +558,7 @@ impl Hold<'_> {
         // notice is never missed (`notify_waiters` reaches created, not-yet-polled futures).
         let cancelled = self.held.notified();
         tokio::pin!(cancelled);
+        let _holding = self.held.begin();
         let masker = self.shared.pipeline.masker();
         let key = dbwarden_policy::normalized_key(self.sql, dbwarden_policy::Dialect::Postgres)
             .unwrap_or_else(|| self.sql.to_string());
