@@ -43,6 +43,9 @@ pub struct SessionRecording {
 
 #[derive(Default)]
 struct Inner {
+    /// The last statement text masked, by content: prepared statements are executed over and
+    /// over with the same text, which is then masked once.
+    last_sql: Option<(String, std::sync::Arc<str>)>,
     started: HashMap<u64, Instant>,
     rows: HashMap<u64, RowAcc>,
     params: HashMap<String, Vec<Option<String>>>,
@@ -135,6 +138,8 @@ impl SessionRecording {
             text: self.masker.mask_str(sql).into_owned(),
             params: Vec::new(),
         }));
+        // For an allow the rule says it all; the message matters for deny and hold.
+        let message = if action == Action::Allow { None } else { message };
         self.put(RecordBody::Decision(Decision {
             stmt,
             action,
@@ -172,18 +177,24 @@ impl SessionRecording {
 
     /// A portal is executed.
     pub fn executed(&self, stmt: u64, portal: &str, sql: Option<&str>) {
-        let params = {
+        let (params, text) = {
             let mut g = self.lock();
             g.started.insert(stmt, Instant::now());
-            g.params.get(portal).cloned().unwrap_or_default()
+            let params = g.params.get(portal).cloned().unwrap_or_default();
+            let text = match sql {
+                None => String::new(),
+                Some(s) => match &g.last_sql {
+                    Some((raw, masked)) if raw == s => masked.to_string(),
+                    _ => {
+                        let masked: std::sync::Arc<str> = self.masker.mask_str(s).into();
+                        g.last_sql = Some((s.to_string(), masked.clone()));
+                        masked.to_string()
+                    }
+                },
+            };
+            (params, text)
         };
-        self.put(RecordBody::Statement(Statement {
-            stmt,
-            text: sql
-                .map(|s| self.masker.mask_str(s).into_owned())
-                .unwrap_or_default(),
-            params,
-        }));
+        self.put(RecordBody::Statement(Statement { stmt, text, params }));
     }
 
     /// A (masked) row as the client saw it.
