@@ -35,8 +35,10 @@
 //! | 162 | 64  | Ed25519 signature over `"dbwarden-segment-v1\0"` ‖ bytes 0..162 |
 
 use crate::key::{HostKey, KeyId, PublicKey};
-use crate::model::SessionId;
-use crate::util::{hex, sha256, unhex};
+use crate::model::{RecordBody, SessionId};
+use crate::util::{hex_into, sha256, unhex};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
 
 /// zstd skippable frame magic used for segment headers.
 pub const SKIPPABLE_MAGIC: u32 = 0x184D_2A50;
@@ -239,10 +241,64 @@ pub fn chain(prev: &[u8; 32], record_json: &[u8]) -> [u8; 32] {
 
 /// Appends one record line (`<hash hex> <json>\n`) to `buf`.
 pub fn push_line(buf: &mut Vec<u8>, hash: &[u8; 32], json: &[u8]) {
-    buf.extend_from_slice(hex(hash).as_bytes());
+    let at = buf.len();
+    buf.resize(at + 64, 0);
+    hex_into(&mut buf[at..], hash);
     buf.push(b' ');
     buf.extend_from_slice(json);
     buf.push(b'\n');
+}
+
+/// Appends the JSON of record `n` (exactly the bytes `serde_json::to_vec`
+/// gives for the equivalent [`crate::Record`]) to `out`, without building a
+/// `Record` or any intermediate buffer.
+///
+/// The `Record` derive flattens the body into the record object, which serde
+/// routes through a slow map serializer; here the `n`/`ts` prefix is written
+/// by hand and the body's own object (`{"type":...}`) is serialized right
+/// after it, its opening `{` then overwritten by `,`.
+///
+/// # Errors
+/// Serialization errors (e.g. a timestamp RFC 3339 cannot express); `out`
+/// is then restored to its previous length.
+pub fn write_record_json(
+    out: &mut Vec<u8>,
+    n: u64,
+    ts: OffsetDateTime,
+    body: &RecordBody,
+) -> Result<(), serde_json::Error> {
+    let start = out.len();
+    let r = write_record_json_inner(out, n, ts, body);
+    if r.is_err() {
+        out.truncate(start);
+    }
+    r
+}
+
+fn write_record_json_inner(
+    out: &mut Vec<u8>,
+    n: u64,
+    ts: OffsetDateTime,
+    body: &RecordBody,
+) -> Result<(), serde_json::Error> {
+    use serde::ser::Error as _;
+    out.extend_from_slice(b"{\"n\":");
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+    out.extend_from_slice(b",\"ts\":\"");
+    // RFC 3339 text is digits, `-:.TZ+`: nothing JSON would escape.
+    ts.format_into(out, &Rfc3339)
+        .map_err(serde_json::Error::custom)?;
+    out.push(b'"');
+    let body_at = out.len();
+    serde_json::to_writer(&mut *out, body)?;
+    // An internally tagged body always serializes as a non-empty object.
+    if out.get(body_at..body_at + 2) != Some(b"{\"".as_slice()) {
+        return Err(serde_json::Error::custom(
+            "record body is not a non-empty JSON object",
+        ));
+    }
+    out[body_at] = b',';
+    Ok(())
 }
 
 /// Splits one record line into (stored hash, JSON bytes).
@@ -400,6 +456,152 @@ mod tests {
         assert_eq!(j, b"{\"a\":1}");
         assert!(lines(b"abc").is_err());
         assert!(split_line(b"short").is_err());
+    }
+
+    fn all_bodies() -> Vec<RecordBody> {
+        use crate::model::*;
+        let mut labels = std::collections::BTreeMap::new();
+        labels.insert("k\"ey".to_owned(), "v\u{1b}al\u{e9}".to_owned());
+        let header = SessionHeader {
+            session_id: SessionId([5; 16]),
+            start: time::macros::datetime!(2026-11-26 02:15:00.123456789 +01:30),
+            identity: Identity {
+                pid: 1,
+                uid: 2,
+                user: None,
+                cgroup: "/a".into(),
+                exe: "/bin/x".into(),
+                cmdline: vec!["x".into(), "\"q\"".into()],
+                labels,
+            },
+            client_addr: "127.0.0.1:1".into(),
+            original_dst: "[::1]:5432".into(),
+            protocol: "postgresql".into(),
+            database: Some("db".into()),
+            db_user: None,
+            daemon_version: "0.1.0".into(),
+            policy_hash: "sha256:00".into(),
+        };
+        vec![
+            RecordBody::Header(Box::new(header)),
+            RecordBody::Statement(Statement {
+                stmt: 1,
+                text: "SELECT '\\n\n\t\u{2028}' -- é".into(),
+                params: vec![Some("1".into()), None],
+            }),
+            RecordBody::Statement(Statement {
+                stmt: 2,
+                text: String::new(),
+                params: Vec::new(),
+            }),
+            RecordBody::Decision(Decision {
+                stmt: 1,
+                action: Action::Allow,
+                rule: Some("default".into()),
+                approver: None,
+                tags: Vec::new(),
+                message: None,
+            }),
+            RecordBody::Decision(Decision {
+                stmt: 1,
+                action: Action::Deny,
+                rule: None,
+                approver: Some("bob".into()),
+                tags: vec!["pci".into()],
+                message: Some("no".into()),
+            }),
+            RecordBody::Response(ResponseSummary::default()),
+            RecordBody::Response(ResponseSummary {
+                stmt: 3,
+                columns: vec!["a".into()],
+                rows: Some(u64::MAX),
+                command_tag: Some("SELECT 1".into()),
+                duration_us: 7,
+                error: Some("boom".into()),
+            }),
+            RecordBody::Rows(Rows {
+                stmt: 1,
+                columns: vec!["a".into(), "b".into()],
+                rows: vec![vec![Some("1".into()), None], Vec::new()],
+                truncated: Some(Truncation {
+                    after_rows: 1,
+                    after_bytes: 2,
+                    cap_rows: 3,
+                    cap_bytes: 4,
+                }),
+            }),
+            RecordBody::Rows(Rows::default()),
+            RecordBody::Notice(Notice {
+                stmt: None,
+                severity: "NOTICE".into(),
+                message: "m".into(),
+            }),
+            RecordBody::Approval(Approval {
+                stmt: 1,
+                event: ApprovalKind::Decided,
+                decision: Some(Action::Hold),
+                approver: None,
+                reason: Some("r".into()),
+                waited_ms: Some(5),
+            }),
+            RecordBody::Gap(Gap { dropped: 9 }),
+            RecordBody::End(End {
+                reason: "client closed".into(),
+                totals: Totals::default(),
+            }),
+            RecordBody::Seal(Seal {
+                records: 4,
+                final_hash: "00".into(),
+                key_id: "11".into(),
+                signature: "22".into(),
+            }),
+        ]
+    }
+
+    #[test]
+    fn record_json_matches_serde_derive_byte_for_byte() {
+        use crate::model::Record;
+        let stamps = [
+            time::macros::datetime!(2026-11-26 02:15:00 UTC),
+            time::macros::datetime!(2026-11-26 02:15:00.5 UTC),
+            time::macros::datetime!(1999-01-02 03:04:05.000000001 -08:00),
+        ];
+        for (i, body) in all_bodies().into_iter().enumerate() {
+            for (j, &ts) in stamps.iter().enumerate() {
+                let n = [0, 1, u64::MAX][j];
+                let rec = Record {
+                    n,
+                    ts,
+                    body: body.clone(),
+                };
+                let want = serde_json::to_vec(&rec).unwrap();
+                let mut got = b"prefix".to_vec();
+                write_record_json(&mut got, n, ts, &body).unwrap();
+                assert_eq!(
+                    &got[6..],
+                    want.as_slice(),
+                    "body {i} ts {j}: {}",
+                    String::from_utf8_lossy(&got)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn record_json_error_restores_buffer() {
+        // RFC 3339 cannot express an offset with seconds.
+        let off = time::UtcOffset::from_hms(1, 0, 30).unwrap();
+        let ts = time::macros::datetime!(2026-11-26 02:15:00 UTC).to_offset(off);
+        let body = RecordBody::Gap(crate::model::Gap { dropped: 1 });
+        let rec = crate::model::Record {
+            n: 1,
+            ts,
+            body: body.clone(),
+        };
+        assert!(serde_json::to_vec(&rec).is_err());
+        let mut buf = b"keep".to_vec();
+        assert!(write_record_json(&mut buf, 1, ts, &body).is_err());
+        assert_eq!(buf, b"keep");
     }
 
     #[test]

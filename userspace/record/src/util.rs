@@ -4,15 +4,25 @@ use sha2::{Digest, Sha256};
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+
 /// Lowercase hex encoding.
 pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
     for &b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+        s.push(char::from(HEX_DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(HEX_DIGITS[usize::from(b & 0x0f)]));
     }
     s
+}
+
+/// Lowercase hex encoding of `bytes` into `out` (no allocation). `out` must
+/// hold at least `2 * bytes.len()` bytes; only that prefix is written.
+pub fn hex_into(out: &mut [u8], bytes: &[u8]) {
+    for (pair, &b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = HEX_DIGITS[usize::from(b >> 4)];
+        pair[1] = HEX_DIGITS[usize::from(b & 0x0f)];
+    }
 }
 
 /// Strict hex decoding into a fixed array: exactly `2*N` lowercase hex digits.
@@ -82,6 +92,9 @@ mod tests {
         assert_eq!(unhex::<4>("0001ABFF"), None);
         assert_eq!(unhex::<4>("0001abf"), None);
         assert_eq!(unhex::<4>("0001abfg"), None);
+        let mut buf = [b'x'; 9];
+        hex_into(&mut buf, &v);
+        assert_eq!(&buf, b"0001abffx");
     }
 
     #[test]

@@ -14,10 +14,10 @@ use crate::error::{RecordError, Result};
 use crate::format::{self, SegmentHeader, FORMAT_VERSION};
 use crate::key::{HostKey, KeyId};
 use crate::model::{
-    Action, End, Record, RecordBody, Rows, Seal, SessionHeader, SessionId, Totals, Truncation,
+    Action, End, RecordBody, Rows, Seal, SessionHeader, SessionId, Totals, Truncation,
 };
 use crate::store::SessionStore;
-use crate::util::hex;
+use crate::util::{hex, hex_into};
 use std::fs::File;
 use std::io::{self, Write};
 use std::sync::Arc;
@@ -44,6 +44,9 @@ impl Sink for File {
 impl Sink for Vec<u8> {}
 
 impl Sink for io::Cursor<Vec<u8>> {}
+
+/// Discards everything (benchmarks, dry runs).
+impl Sink for io::Sink {}
 
 /// Per-statement cap on recorded result rows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -141,6 +144,9 @@ pub struct SessionWriter<W: Sink> {
     closed: Option<String>,
     index: Option<(Arc<SessionStore>, String)>,
     compressor: zstd::bulk::Compressor<'static>,
+    /// Segment assembly buffer, reused across segments (keeps about
+    /// `compress_bound(max_segment_bytes)` allocated, like `buf` keeps its payload).
+    seg_out: Vec<u8>,
 }
 
 impl<W: Sink> SessionWriter<W> {
@@ -187,6 +193,7 @@ impl<W: Sink> SessionWriter<W> {
             closed: None,
             index: None,
             compressor,
+            seg_out: Vec::new(),
         };
         let ts = header.start;
         w.push(ts, RecordBody::Header(Box::new(header)))?;
@@ -300,14 +307,19 @@ impl<W: Sink> SessionWriter<W> {
     }
 
     fn push(&mut self, ts: OffsetDateTime, body: RecordBody) -> Result<()> {
-        let rec = Record {
-            n: self.next_n,
-            ts,
-            body,
-        };
-        let json = serde_json::to_vec(&rec).map_err(RecordError::Serialize)?;
-        self.head = format::chain(&self.head, &json);
-        format::push_line(&mut self.buf, &self.head, &json);
+        // The line is built in place: a 64-byte hash placeholder and a space,
+        // the JSON serialized straight into the segment buffer, then the
+        // chain hash over that JSON written over the placeholder.
+        let line_at = self.buf.len();
+        self.buf.resize(line_at + 65, b' ');
+        let json_at = self.buf.len();
+        if let Err(e) = format::write_record_json(&mut self.buf, self.next_n, ts, &body) {
+            self.buf.truncate(line_at);
+            return Err(RecordError::Serialize(e));
+        }
+        self.head = format::chain(&self.head, &self.buf[json_at..]);
+        hex_into(&mut self.buf[line_at..json_at], &self.head);
+        self.buf.push(b'\n');
         self.next_n += 1;
         self.seg_count += 1;
         Ok(())
@@ -348,13 +360,24 @@ impl<W: Sink> SessionWriter<W> {
     }
 
     fn write_segment(&mut self) -> Result<()> {
-        let payload = self
-            .compressor
-            .compress(&self.buf)
+        // The segment is assembled in `seg_out`, reused across segments (a
+        // fresh multi-megabyte buffer per segment costs page faults): header
+        // frame placeholder, then the compressed payload written right after
+        // it, then the header filled in. One `write_all` per segment.
+        const FRAME_LEN: usize = 8 + format::SEGMENT_HEADER_LEN;
+        self.seg_out.clear();
+        self.seg_out.resize(FRAME_LEN, 0);
+        self.seg_out
+            .reserve(zstd::zstd_safe::compress_bound(self.buf.len()));
+        let mut dst = io::Cursor::new(&mut self.seg_out);
+        dst.set_position(FRAME_LEN as u64);
+        self.compressor
+            .compress_to_buffer(&self.buf, &mut dst)
             .map_err(|e| RecordError::Sink {
                 op: "compress segment",
                 source: e,
             })?;
+        let payload = &self.seg_out[FRAME_LEN..];
         let too_big = |what| {
             RecordError::InvalidRecord(format!(
                 "segment {what} exceeds {} bytes",
@@ -379,18 +402,18 @@ impl<W: Sink> SessionWriter<W> {
             payload_len,
             prev_head: self.seg_prev,
             head: self.head,
-            payload_hash: crate::util::sha256(&[&payload]),
+            payload_hash: crate::util::sha256(&[payload]),
             key_id: self.key.key_id(),
             signature: [0; 64],
         };
         h.sign(&self.key);
-        let mut out = h.to_frame();
-        out.extend_from_slice(&payload);
+        self.seg_out[..FRAME_LEN].copy_from_slice(&h.to_frame());
+        let out = &self.seg_out;
         let sink = self
             .out
             .as_mut()
             .ok_or_else(|| RecordError::Closed("sink already taken".into()))?;
-        sink.write_all(&out)
+        sink.write_all(out)
             .and_then(|()| sink.flush())
             .map_err(|e| RecordError::Sink {
                 op: "write segment",
