@@ -10,7 +10,12 @@
 //!   marks exactly the *stretches* (digit groups joined by single separators) the PAN validator wants;
 //!   the starts of runs at least `min_stretch` long are found with a doubling shift-and
 //!   (`r = m & m>>1; r &= r>>2; r &= r>>4; r &= r>>(t-8)`), so a chunk without a long run costs no
-//!   branch per byte and the per-run loop visits long runs only;
+//!   branch per byte and the per-run loop visits long runs only. Where BMI2 `pext` is fast, the
+//!   same test runs on `pext(stretches, digits | !stretches)` (each stretch squeezed to as many ones
+//!   as it has digits), so dates and phone numbers (13–14 bytes, 10–11 digits) are rejected for the
+//!   whole chunk at once; the stretch carried across a chunk boundary is tracked without a branch
+//!   and checked with one digit count. With the PAN thresholds the chunk filter is about 30 integer
+//!   instructions per 64 bytes and the per-run loop runs only for chunks that may report;
 //! * SSN candidates are the exact `ddd-dd-dddd` shape as whole digit groups, computed for all 64
 //!   positions at once from the digit and dash masks (so dates, phone numbers and order ids never reach
 //!   a validator);
@@ -199,7 +204,15 @@ impl Isa {
             return;
         }
         match self {
-            Isa::Scalar => drive(input, want, classify_scalar, sink),
+            Isa::Scalar => {
+                drive::<false, _, _, _>(
+                    input,
+                    want,
+                    classify_scalar,
+                    None::<fn(u64, u64) -> u64>,
+                    sink,
+                );
+            }
             #[cfg(target_arch = "x86_64")]
             Isa::Sse2 => x86::scan_sse2(input, want, sink),
             #[cfg(target_arch = "x86_64")]
@@ -253,11 +266,14 @@ fn opaque<const LEAN: bool>(m: Masks) -> Masks {
     }
 }
 
-/// Scan state carried from one chunk to the next.
+/// Scan state carried from one chunk to the next (the default is the state before the first chunk).
 #[derive(Default)]
 struct State {
-    /// Start of the stretch that reaches the end of the previous chunk.
-    run_start: Option<usize>,
+    /// Start of the stretch that reaches the end of the previous chunk. When none does, the start of
+    /// the current chunk: an empty stretch there, which the stretch starting the chunk (if any)
+    /// continues. No `Option`, so the chunk filter ([`stretch_hot`]) and the carry update
+    /// ([`carry_out`]) need no branch on whether a stretch is carried.
+    run_start: usize,
     /// Digits of that stretch seen so far.
     run_digits: u32,
     /// Digit mask of the previous chunk (zero before the first).
@@ -272,34 +288,73 @@ struct State {
 ///
 /// Chunk `k` is stepped once chunk `k + 1` is classified; the final partial chunk is copied into a
 /// zero-padded 64-byte buffer and classified by the same classifier (NUL classifies as nothing).
+///
+/// `PAN` (only when [`pan_thresholds`] holds for `want`) compiles the PAN stretch thresholds in as
+/// constants. Callers choose it in separate functions: when one function dispatches on it, LLVM
+/// merges the variants back into one loop reading the thresholds from memory.
+///
+/// `pext` is `Some` where a fast parallel bit extract (BMI2 `pext`) is available: it sharpens the
+/// per-chunk stretch filter from "some stretch is `min_stretch` bytes long" to "some stretch holds
+/// `min_digits` digits" (see [`step`]). Without it the byte-length filter alone is used.
 #[inline(always)]
-pub(crate) fn drive<C: Fn(&[u8; 64], Want) -> Masks, F: Sink>(
+pub(crate) fn drive<const PAN: bool, C, P, F>(
     input: &[u8],
     want: Want,
     classify: C,
+    pext: Option<P>,
     sink: &mut F,
-) {
+) where
+    C: Fn(&[u8; 64], Want) -> Masks,
+    P: Fn(u64, u64) -> u64 + Copy,
+    F: Sink,
+{
+    debug_assert!(!PAN || pan_thresholds(want));
     if want.ssn || want.iban || want.at {
-        drive_variant::<false, C, F>(input, want, classify, sink);
+        drive_variant::<false, PAN, C, P, F>(input, want, classify, pext, sink);
     } else {
-        drive_variant::<true, C, F>(input, want, classify, sink);
+        drive_variant::<true, PAN, C, P, F>(input, want, classify, pext, sink);
     }
 }
 
-/// [`drive`] for one variant; `LEAN` = stretch events only.
+/// Whether `want` has the PAN detector's stretch thresholds ([`PAN_THRESHOLDS`]).
+#[inline]
+pub(crate) fn pan_thresholds(want: Want) -> bool {
+    (want.min_stretch, want.min_digits) == PAN_THRESHOLDS
+}
+
+/// Stretch thresholds (`min_stretch`, `min_digits`) of the PAN detector: compiled in as constants
+/// (immediate shift counts, a foldable filter) by the `PAN` variants of [`drive`].
+const PAN_THRESHOLDS: (usize, u32) = (crate::detect::PAN_MIN, crate::detect::PAN_MIN as u32);
+
+/// [`drive`] for one variant; `LEAN` = stretch events only, `PAN` = the stretch thresholds are
+/// [`PAN_THRESHOLDS`].
 #[inline(always)]
-fn drive_variant<const LEAN: bool, C: Fn(&[u8; 64], Want) -> Masks, F: Sink>(
+fn drive_variant<const LEAN: bool, const PAN: bool, C, P, F>(
     input: &[u8],
     want: Want,
     classify: C,
+    pext: Option<P>,
     sink: &mut F,
-) {
+) where
+    C: Fn(&[u8; 64], Want) -> Masks,
+    P: Fn(u64, u64) -> u64 + Copy,
+    F: Sink,
+{
     debug_assert!(want.min_stretch == 0 || (8..=16).contains(&want.min_stretch));
     if input.is_empty() {
         return;
     }
     // In the lean variant the flags are compile-time constants, so the classifier and `step` drop the
     // unused masks and code.
+    let want = if PAN {
+        Want {
+            min_stretch: PAN_THRESHOLDS.0,
+            min_digits: PAN_THRESHOLDS.1,
+            ..want
+        }
+    } else {
+        want
+    };
     let want = if LEAN {
         Want {
             ssn: false,
@@ -336,34 +391,47 @@ fn drive_variant<const LEAN: bool, C: Fn(&[u8; 64], Want) -> Masks, F: Sink>(
             .try_into()
             .unwrap_or_else(|_| unreachable!("chunks_exact(64)"));
         let next = opaque::<LEAN>(classify(next_chunk, want));
-        step(&mut st, 64 * k, cur, next, want, sink);
+        step(&mut st, 64 * k, cur, next, want, pext, sink);
         cur = next;
         k += 1;
     }
     // The last one or two chunks (a partial tail and/or the end of the input).
     while k < chunks {
         let next = classify_at(k + 1);
-        step(&mut st, 64 * k, cur, next, want, sink);
+        step(&mut st, 64 * k, cur, next, want, pext, sink);
         cur = next;
         k += 1;
     }
-    if let Some(s) = st.run_start {
-        if input.len() - s >= want.min_stretch && st.run_digits >= want.min_digits {
-            sink.event(Event::Stretch(s, input.len()));
-        }
+    // `run_start` lies past the end when no stretch reaches it (an empty one never qualifies).
+    let s = st.run_start;
+    if want.min_stretch != 0
+        && input.len().saturating_sub(s) >= want.min_stretch
+        && st.run_digits >= want.min_digits
+    {
+        sink.event(Event::Stretch(s, input.len()));
     }
 }
 
 /// Process the masks `m` of the chunk at `base`; `n` are the masks of the following chunk.
 #[inline(always)]
-fn step<F: Sink>(st: &mut State, base: usize, m: Masks, n: Masks, want: Want, sink: &mut F) {
+fn step<P: Fn(u64, u64) -> u64 + Copy, F: Sink>(
+    st: &mut State,
+    base: usize,
+    m: Masks,
+    n: Masks,
+    want: Want,
+    pext: Option<P>,
+    sink: &mut F,
+) {
     let d = m.digit;
-    let thr = want.min_stretch;
-    if thr != 0 {
+    if want.min_stretch != 0 {
         let v = d | (m.sep & behind(d, st.prev_digit, 1) & ahead(d, n.digit, 1));
-        // Fast path (most chunks): no stretch carried in, none reaching the next chunk, no long one.
-        if st.run_start.is_some() || (v >> 63) != 0 || windows(v, thr) != 0 {
+        // Fast path (most chunks): no stretch can be reported in this chunk, so only the stretch
+        // reaching the next chunk (if any) is recorded, without a branch.
+        if stretch_hot(st, base, d, v, want, pext) {
             stretches(st, base, d, v, want, sink);
+        } else {
+            carry_out(st, base, d, v);
         }
     }
     if want.ssn {
@@ -405,33 +473,91 @@ fn step<F: Sink>(st: &mut State, base: usize, m: Masks, n: Masks, want: Want, si
     st.prev_dash = m.dash;
     // Later events come from later chunks, except a stretch carried into the next chunk.
     let next_base = base + 64;
-    sink.settled(st.run_start.map_or(next_base, |s| s.min(next_base)));
+    sink.settled(if want.min_stretch != 0 {
+        st.run_start.min(next_base)
+    } else {
+        next_base
+    });
+}
+
+/// Whether the chunk at `base` (stretch mask `v`, digit mask `d`) may report a stretch or continue
+/// the carried one to its end: the exact per-run loop ([`stretches`]) runs only then. A necessary
+/// condition, decided for all runs of the chunk at once:
+///
+/// * a run inside the chunk must be `min_stretch` bytes long (a `windows` test on `v`) and, with
+///   `pext`, hold `min_digits` digits: extracting the bits of `v` at digit and non-stretch positions
+///   drops the separators inside the stretches, so each run becomes a block of as many ones as it has
+///   digits (runs stay apart: a byte outside every stretch lies between two runs);
+/// * the carried stretch must fill the whole chunk, or reach both thresholds where it ends.
+#[inline(always)]
+fn stretch_hot<P: Fn(u64, u64) -> u64>(
+    st: &State,
+    base: usize,
+    d: u64,
+    v: u64,
+    want: Want,
+    pext: Option<P>,
+) -> bool {
+    let (thr, md) = (want.min_stretch, want.min_digits);
+    let inner = match pext {
+        // `windows` needs 8..=16; capping at 16 keeps the test a necessary condition. A run holds
+        // no more digits than bytes, so with `min_digits >= min_stretch` the digit test alone
+        // suffices.
+        Some(pext) if md >= 8 => {
+            let digits_ok = windows(pext(v, d | !v), md.min(16) as usize) != 0;
+            digits_ok & (md as usize >= thr || windows(v, thr) != 0)
+        }
+        _ => windows(v, thr) != 0,
+    };
+    // The carried stretch (possibly empty) continues with the block of trailing ones of `v`.
+    let lead = v & !v.wrapping_add(1);
+    let digits = st.run_digits + (d & lead).count_ones();
+    let carried = if md as usize >= thr && md <= 32 {
+        // Folded for the PAN thresholds: `min_digits` digits span `min_stretch` bytes, and a
+        // stretch filling the chunk holds at least 32 digits (its separators are single).
+        digits >= md
+    } else {
+        let end = base + lead.count_ones() as usize;
+        (lead == u64::MAX) | ((digits >= md) & (end - st.run_start >= thr))
+    };
+    inner | carried
+}
+
+/// State update of a chunk that reports no stretch (see [`stretch_hot`]): the carried stretch (if
+/// any) ends in this chunk without qualifying, and the stretch reaching the next chunk (if any) is
+/// carried.
+#[inline(always)]
+fn carry_out(st: &mut State, base: usize, d: u64, v: u64) {
+    let top = v.leading_ones();
+    let keep = u64::MAX.checked_shr(top).unwrap_or(0);
+    st.run_start = base + 64 - top as usize;
+    st.run_digits = (d & !keep).count_ones();
 }
 
 /// Stretch events of one chunk: `v` is its stretch mask, `d` its digit mask.
 #[inline(always)]
 fn stretches<F: Sink>(st: &mut State, base: usize, d: u64, v: u64, want: Want, sink: &mut F) {
     let thr = want.min_stretch;
-    let mut rest = v;
-    if let Some(s) = st.run_start {
-        // The block of trailing ones continues the carried stretch.
-        let lead = v & !v.wrapping_add(1);
-        st.run_digits += (d & lead).count_ones();
-        if lead == u64::MAX {
-            return;
-        }
-        let e = base + lead.count_ones() as usize;
-        if e - s >= thr && st.run_digits >= want.min_digits {
-            sink.event(Event::Stretch(s, e));
-        }
-        st.run_start = None;
-        rest = v & !lead;
+    // The block of trailing ones continues the carried stretch (empty if none reaches this chunk:
+    // then `s == base`).
+    let s = st.run_start;
+    let lead = v & !v.wrapping_add(1);
+    st.run_digits += (d & lead).count_ones();
+    if lead == u64::MAX {
+        return;
     }
+    let e = base + lead.count_ones() as usize;
+    if e - s >= thr && st.run_digits >= want.min_digits {
+        sink.event(Event::Stretch(s, e));
+    }
+    st.run_start = base + 64;
+    st.run_digits = 0;
+    let mut rest = v & !lead;
     if (rest >> 63) != 0 {
         // A stretch reaches the next chunk: carry it.
         let top = rest.leading_ones();
         let keep = u64::MAX.checked_shr(top).unwrap_or(0);
-        st.run_start = Some(base + 64 - top as usize);
+        st.run_start = base + 64 - top as usize;
         st.run_digits = (d & !keep).count_ones();
         rest &= keep;
     }

@@ -110,6 +110,16 @@ fn run(isa: Isa, input: &[u8], want: Want) -> Vec<Event> {
     isa.scan(input, want, &mut sink);
     if want != Want::default() {
         assert_eq!(sink.marks, input.len().div_ceil(64), "one mark per chunk");
+        if want.min_stretch == 0 {
+            // Without stretch events nothing is held back: each mark is the end of its chunk.
+            assert_eq!(sink.mark, 64 * sink.marks, "final mark without stretches");
+        } else if !input[input.len().saturating_sub(1)..]
+            .iter()
+            .any(|b| b.is_ascii_digit())
+        {
+            // No stretch reaches the end of the input, so nothing before the last chunk is held.
+            assert!(sink.mark + 64 > input.len(), "final mark {}", sink.mark);
+        }
     }
     let mut ev = sink.ev;
     ev.sort();

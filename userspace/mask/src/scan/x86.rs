@@ -8,14 +8,14 @@
 //! atomic load) before a `#[target_feature]` function runs.
 
 use std::arch::x86_64::{
-    __m128i, __m256i, __m512i, _mm256_cmpeq_epi8, _mm256_loadu_si256, _mm256_min_epu8,
+    __cpuid, __m128i, __m256i, __m512i, _mm256_cmpeq_epi8, _mm256_loadu_si256, _mm256_min_epu8,
     _mm256_movemask_epi8, _mm256_or_si256, _mm256_set1_epi8, _mm256_sub_epi8,
     _mm512_cmpeq_epi8_mask, _mm512_cmplt_epu8_mask, _mm512_loadu_si512, _mm512_set1_epi8,
     _mm512_sub_epi8, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8,
-    _mm_or_si128, _mm_set1_epi8, _mm_sub_epi8,
+    _mm_or_si128, _mm_set1_epi8, _mm_sub_epi8, _pext_u64,
 };
 
-use super::{drive, Masks, Sink, Want};
+use super::{drive, pan_thresholds, Masks, Sink, Want};
 
 /// `i8` view of an ASCII byte for the `set1` intrinsics.
 const fn c(b: u8) -> i8 {
@@ -30,6 +30,30 @@ fn has_bitops() -> bool {
         && std::is_x86_feature_detected!("bmi1")
         && std::is_x86_feature_detected!("bmi2")
         && std::is_x86_feature_detected!("lzcnt")
+}
+
+/// Whether `pext` is fast (one µop) on this CPU. AMD before Zen 3 (families 17h and Hygon 18h)
+/// microcode it at a cost growing with the mask's set bits, slower than the filter it would save.
+/// Cached: `cpuid` may trap to the hypervisor.
+fn fast_pext() -> bool {
+    static FAST: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *FAST.get_or_init(|| {
+        let vendor = __cpuid(0);
+        let amd_like = (vendor.ebx, vendor.edx, vendor.ecx)
+            == (0x6874_7541, 0x6974_6e65, 0x444d_4163)
+            || (vendor.ebx, vendor.edx, vendor.ecx) == (0x6f67_7948, 0x6e65_476e, 0x656e_6975);
+        if !amd_like {
+            return true;
+        }
+        let eax = __cpuid(1).eax;
+        let family = ((eax >> 8) & 0xF)
+            + if (eax >> 8) & 0xF == 0xF {
+                (eax >> 20) & 0xFF
+            } else {
+                0
+            };
+        family >= 0x19
+    })
 }
 
 /// Whether this CPU can run the AVX2 path.
@@ -82,7 +106,13 @@ fn classify_sse2(chunk: &[u8; 64], want: Want) -> Masks {
 #[target_feature(enable = "sse2")]
 fn drive_sse2<F: Sink>(input: &[u8], want: Want, sink: &mut F) {
     // The closure inherits this function's target features, so the SSE2 classifier is safe to call.
-    drive(input, want, |chunk, w| classify_sse2(chunk, w), sink);
+    drive::<false, _, _, _>(
+        input,
+        want,
+        |chunk, w| classify_sse2(chunk, w),
+        None::<fn(u64, u64) -> u64>,
+        sink,
+    );
 }
 
 /// Scan with the SSE2 classifier (x86-64 baseline, always available).
@@ -136,16 +166,28 @@ fn classify_avx2(chunk: &[u8; 64], want: Want) -> Masks {
 }
 
 #[target_feature(enable = "avx2,popcnt,bmi1,bmi2,lzcnt")]
-fn drive_avx2<F: Sink>(input: &[u8], want: Want, sink: &mut F) {
-    // The closure inherits this function's target features, so the AVX2 classifier is safe to call.
-    drive(input, want, |chunk, w| classify_avx2(chunk, w), sink);
+fn drive_avx2<const PAN: bool, F: Sink>(input: &[u8], want: Want, sink: &mut F) {
+    // The closures inherit this function's target features, so the AVX2 classifier and `pext` are
+    // safe to call.
+    let classify = |chunk: &[u8; 64], w| classify_avx2(chunk, w);
+    if fast_pext() {
+        drive::<PAN, _, _, _>(input, want, classify, Some(|a, m| _pext_u64(a, m)), sink);
+    } else {
+        drive::<PAN, _, _, _>(input, want, classify, None::<fn(u64, u64) -> u64>, sink);
+    }
 }
 
 /// Scan with the AVX2 classifier, falling back to SSE2 if the CPU lacks AVX2.
 pub(super) fn scan_avx2<F: Sink>(input: &[u8], want: Want, sink: &mut F) {
     if has_avx2() {
         // SAFETY: AVX2, POPCNT, BMI1/2 and LZCNT support was verified on this CPU just above.
-        unsafe { drive_avx2(input, want, sink) }
+        unsafe {
+            if pan_thresholds(want) {
+                drive_avx2::<true, F>(input, want, sink);
+            } else {
+                drive_avx2::<false, F>(input, want, sink);
+            }
+        }
     } else {
         scan_sse2(input, want, sink);
     }
@@ -185,9 +227,16 @@ fn classify_avx512(chunk: &[u8; 64], want: Want) -> Masks {
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx2,popcnt,bmi1,bmi2,lzcnt")]
-fn drive_avx512<F: Sink>(input: &[u8], want: Want, sink: &mut F) {
-    // The closure inherits this function's target features, so the AVX-512 classifier is safe to call.
-    drive(input, want, |chunk, w| classify_avx512(chunk, w), sink);
+fn drive_avx512<const PAN: bool, F: Sink>(input: &[u8], want: Want, sink: &mut F) {
+    // The closures inherit this function's target features, so the AVX-512 classifier and `pext` are
+    // safe to call. Every CPU with AVX-512BW has a fast `pext`.
+    drive::<PAN, _, _, _>(
+        input,
+        want,
+        |chunk, w| classify_avx512(chunk, w),
+        Some(|a, m| _pext_u64(a, m)),
+        sink,
+    );
 }
 
 /// Scan with the AVX-512BW classifier, falling back to AVX2 if the CPU lacks AVX-512F/BW.
@@ -195,7 +244,13 @@ pub(super) fn scan_avx512<F: Sink>(input: &[u8], want: Want, sink: &mut F) {
     if has_avx512() {
         // SAFETY: AVX-512F/BW, AVX2, POPCNT, BMI1/2 and LZCNT support was verified on this CPU just
         // above.
-        unsafe { drive_avx512(input, want, sink) }
+        unsafe {
+            if pan_thresholds(want) {
+                drive_avx512::<true, F>(input, want, sink);
+            } else {
+                drive_avx512::<false, F>(input, want, sink);
+            }
+        }
     } else {
         scan_avx2(input, want, sink);
     }
