@@ -139,7 +139,11 @@ impl SessionRecording {
             params: Vec::new(),
         }));
         // For an allow the rule says it all; the message matters for deny and hold.
-        let message = if action == Action::Allow { None } else { message };
+        let message = if action == Action::Allow {
+            None
+        } else {
+            message
+        };
         self.put(RecordBody::Decision(Decision {
             stmt,
             action,
