@@ -341,25 +341,26 @@ impl Drop for Daemon {
     }
 }
 
+/// psql's connection and output flags for the tests: PostgreSQL on 127.0.0.1:5432, unaligned
+/// tuples only, stop on the first error, no psqlrc.
+pub const PSQL_ARGS: [&str; 10] = [
+    "-h",
+    "127.0.0.1",
+    "-p",
+    "5432",
+    "-U",
+    "postgres",
+    "-X",
+    "-At",
+    "-v",
+    "ON_ERROR_STOP=1",
+];
+
 /// Runs `psql` with `args` inside the daemon's cgroup against 127.0.0.1:5432.
 pub fn psql(d: &Daemon, db: &str, sql: &str) -> Output {
     d.agent("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            "5432",
-            "-U",
-            "postgres",
-            "-d",
-            db,
-            "-X",
-            "-At",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-c",
-            sql,
-        ])
+        .args(PSQL_ARGS)
+        .args(["-d", db, "-c", sql])
         .env("PGCONNECT_TIMEOUT", "10")
         .output()
         .expect("run psql")
@@ -368,22 +369,8 @@ pub fn psql(d: &Daemon, db: &str, sql: &str) -> Output {
 /// Runs SQL directly (outside any controlled cgroup) with psql; panics on failure.
 pub fn psql_direct(db: &str, sql: &str) -> String {
     let out = Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            "5432",
-            "-U",
-            "postgres",
-            "-d",
-            db,
-            "-X",
-            "-At",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-c",
-            sql,
-        ])
+        .args(PSQL_ARGS)
+        .args(["-d", db, "-c", sql])
         .output()
         .expect("run psql");
     assert!(
