@@ -483,7 +483,18 @@ pub fn pins_under(dir: &Path) -> Vec<PathBuf> {
 /// Runs `cmd` to completion with `stdin` fed to it, killing it and panicking (with whatever it
 /// printed) if it takes longer than `timeout`. Never hangs a test on a stuck client.
 #[track_caller]
-pub fn output_timeout(mut cmd: Command, stdin: Option<Vec<u8>>, timeout: Duration) -> Output {
+pub fn output_timeout(cmd: Command, stdin: Option<Vec<u8>>, timeout: Duration) -> Output {
+    output_timeout_with_pid(cmd, stdin, timeout).1
+}
+
+/// [`output_timeout`] that also returns the child's pid (for an agent started with `dbwarden
+/// exec`, which execs in place, that is the agent's own pid).
+#[track_caller]
+pub fn output_timeout_with_pid(
+    mut cmd: Command,
+    stdin: Option<Vec<u8>>,
+    timeout: Duration,
+) -> (u32, Output) {
     use std::io::{Read, Write};
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     cmd.stdin(if stdin.is_some() {
@@ -492,6 +503,7 @@ pub fn output_timeout(mut cmd: Command, stdin: Option<Vec<u8>>, timeout: Duratio
         Stdio::null()
     });
     let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    let pid = child.id();
     let feeder = stdin.map(|data| {
         let mut w = child.stdin.take().unwrap();
         std::thread::spawn(move || {
@@ -531,11 +543,14 @@ pub fn output_timeout(mut cmd: Command, stdin: Option<Vec<u8>>, timeout: Duratio
     if let Some(f) = feeder {
         let _ = f.join();
     }
-    Output {
-        status,
-        stdout: t_out.join().unwrap(),
-        stderr: t_err.join().unwrap(),
-    }
+    (
+        pid,
+        Output {
+            status,
+            stdout: t_out.join().unwrap(),
+            stderr: t_err.join().unwrap(),
+        },
+    )
 }
 
 /// Polls `f` every 50 ms until it returns `Some`, panicking with `what` after `timeout`.

@@ -10,7 +10,6 @@
 mod e2e_common;
 
 use std::{
-    io::Read,
     path::{Path, PathBuf},
     process::{Command, Output, Stdio},
     time::{Duration, Instant},
@@ -71,44 +70,8 @@ impl Drop for Scratch {
 
 /// Spawns `cmd` (an agent: `dbwarden exec` execs the program in place, so the child's pid is
 /// the agent's pid), returns its pid and output; panics after `timeout`.
-fn run_with_pid(mut cmd: Command, timeout: Duration) -> (u32, Output) {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-    let pid = child.id();
-    let mut so = child.stdout.take().unwrap();
-    let mut se = child.stderr.take().unwrap();
-    let to = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = so.read_to_end(&mut v);
-        v
-    });
-    let te = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = se.read_to_end(&mut v);
-        v
-    });
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{cmd:?} did not finish within {timeout:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    (
-        pid,
-        Output {
-            status,
-            stdout: to.join().unwrap(),
-            stderr: te.join().unwrap(),
-        },
-    )
+fn run_with_pid(cmd: Command, timeout: Duration) -> (u32, Output) {
+    output_timeout_with_pid(cmd, None, timeout)
 }
 
 fn psql_agent(d: &Daemon, db: &str, sqls: &[&str]) -> Command {
