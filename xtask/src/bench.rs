@@ -105,7 +105,59 @@ fn start_daemon(tag: &str, config: &str) -> Result<BenchDaemon> {
     Ok(d)
 }
 
-fn pgbench(through: Option<&BenchDaemon>, db: &str, mode: &str, secs: u64) -> Result<f64> {
+/// Daemon CPU time (user + system, all threads) in clock ticks, from /proc.
+fn cpu_ticks(pid: u32) -> Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat
+        .rsplit_once(") ")
+        .map(|(_, r)| r)
+        .context("unexpected /proc/<pid>/stat")?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let t = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    Ok(t(11) + t(12))
+}
+
+fn clock_ticks_per_sec() -> u64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100)
+        .max(1)
+}
+
+/// One pgbench run: TPS, transactions, and (through the daemon) the daemon's CPU µs per
+/// transaction — a figure far less noisy than TPS on a shared 2-core runner.
+struct Run {
+    tps: f64,
+    cpu_us_per_txn: Option<f64>,
+}
+
+fn pgbench(through: Option<&BenchDaemon>, db: &str, mode: &str, secs: u64) -> Result<Run> {
+    let before = through.map(|d| cpu_ticks(d.child.id())).transpose()?;
+    let r = pgbench_tps(through, db, mode, secs)?;
+    let cpu_us_per_txn = match (through, before) {
+        (Some(d), Some(b)) if r.1 > 0 => {
+            let ticks = cpu_ticks(d.child.id())?.saturating_sub(b);
+            Some(ticks as f64 * 1e6 / clock_ticks_per_sec() as f64 / r.1 as f64)
+        }
+        _ => None,
+    };
+    Ok(Run {
+        tps: r.0,
+        cpu_us_per_txn,
+    })
+}
+
+fn pgbench_tps(
+    through: Option<&BenchDaemon>,
+    db: &str,
+    mode: &str,
+    secs: u64,
+) -> Result<(f64, u64)> {
     let mut cmd = match through {
         Some(d) => {
             let mut c = Command::new(&d.bin);
@@ -137,7 +189,13 @@ fn pgbench(through: Option<&BenchDaemon>, db: &str, mode: &str, secs: u64) -> Re
         .and_then(|l| l.split_whitespace().next())
         .and_then(|v| v.parse::<f64>().ok())
         .with_context(|| format!("no tps in pgbench output:\n{out}"))?;
-    Ok(tps)
+    let txns = out
+        .lines()
+        .find_map(|l| l.strip_prefix("number of transactions actually processed: "))
+        .and_then(|l| l.split(['/', ' ']).next())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    Ok((tps, txns))
 }
 
 fn dir_size(dir: &std::path::Path) -> Result<(u64, usize)> {
@@ -218,34 +276,54 @@ pub fn bench(quick: bool, criterion: bool) -> Result<()> {
         let rec_off = start_daemon("norec", "[recording]\nenabled = false\n")?;
         println!(
             "\npgbench -S -c 8 -j 2 -T {secs}, scale {scale}, 2 cores; direct vs through dbwarden; median of {} interleaved rounds",
-            if quick { 1 } else { 3 }
+            if quick { 1 } else { 5 }
         );
         println!(
-            "{:<10} {:>12} {:>16} {:>7} {:>16} {:>7} {:>12}",
-            "mode", "direct TPS", "dbwarden TPS", "ratio", "no-recording TPS", "ratio", "rec. cost"
+            "{:<10} {:>10} {:>12} {:>6} {:>12} {:>6} {:>9} | {:>9} {:>9} {:>9}",
+            "mode",
+            "direct",
+            "dbwarden",
+            "ratio",
+            "no-rec",
+            "ratio",
+            "rec.cost",
+            "cpu µs/tx",
+            "no-rec",
+            "rec.cost"
         );
         // Interleaved rounds, medians: a 2-core runner is noisy, and a single sequence of
         // runs mostly measures what else the machine did at that moment.
-        let rounds = if quick { 1 } else { 3 };
+        let rounds = if quick { 1 } else { 5 };
         let median = |mut v: Vec<f64>| {
             v.sort_by(|a, b| a.total_cmp(b));
             v[v.len() / 2]
         };
         for mode in ["simple", "prepared"] {
             let (mut direct, mut proxied, mut norec) = (Vec::new(), Vec::new(), Vec::new());
+            let (mut cpu_rec, mut cpu_norec) = (Vec::new(), Vec::new());
             for _ in 0..rounds {
-                direct.push(pgbench(None, &db, mode, secs)?);
-                proxied.push(pgbench(Some(&rec_on), &db, mode, secs)?);
-                norec.push(pgbench(Some(&rec_off), &db, mode, secs)?);
+                direct.push(pgbench(None, &db, mode, secs)?.tps);
+                let r = pgbench(Some(&rec_on), &db, mode, secs)?;
+                proxied.push(r.tps);
+                cpu_rec.extend(r.cpu_us_per_txn);
+                let r = pgbench(Some(&rec_off), &db, mode, secs)?;
+                norec.push(r.tps);
+                cpu_norec.extend(r.cpu_us_per_txn);
             }
             let (direct, proxied, norec) = (median(direct), median(proxied), median(norec));
+            let (cpu_rec, cpu_norec) = (median(cpu_rec), median(cpu_norec));
             println!(
-                "{mode:<10} {direct:>12.0} {proxied:>16.0} {:>6.2}x {norec:>16.0} {:>6.2}x {:>11.1}%",
+                "{mode:<10} {direct:>10.0} {proxied:>12.0} {:>5.2}x {norec:>12.0} {:>5.2}x {:>8.1}% | {cpu_rec:>9.1} {cpu_norec:>9.1} {:>8.1}%",
                 proxied / direct,
                 norec / direct,
-                (1.0 - proxied / norec) * 100.0
+                (1.0 - proxied / norec) * 100.0,
+                (cpu_rec / cpu_norec - 1.0) * 100.0
             );
         }
+        println!(
+            "(TPS: median of interleaved rounds; rec.cost = TPS lost to recording. cpu µs/tx: the \
+             daemon's own CPU time per transaction, recording on / off, and the recording's share.)"
+        );
         // Bytes per statement on disk: pgbench -S sends one SELECT per transaction.
         let (bytes, files) = dir_size(&rec_on.dir.join("sessions"))?;
         let stmts = count_statements(&rec_on)?;
@@ -271,7 +349,15 @@ pub fn bench(quick: bool, criterion: bool) -> Result<()> {
             "dbwarden-ebpf",
         ];
         if quick {
-            args.extend(["--", "--warm-up-time", "1", "--measurement-time", "2"]);
+            // Only the criterion harnesses take these flags (not the libtest unit-test ones).
+            args.extend([
+                "--benches",
+                "--",
+                "--warm-up-time",
+                "1",
+                "--measurement-time",
+                "2",
+            ]);
         }
         util::cargo(&args)?;
     }

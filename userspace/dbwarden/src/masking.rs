@@ -284,10 +284,13 @@ impl CopyRules {
                 self.row_rules.clear();
             }
             Some(d) => {
-                let same = self
-                    .row_desc
-                    .as_ref()
-                    .is_some_and(|c| std::sync::Arc::ptr_eq(c, d));
+                // Simple queries and libpq's Describe-per-execute bring a fresh description
+                // with every result: compare the names, not the allocation.
+                let same = self.row_desc.as_ref().is_some_and(|c| {
+                    std::sync::Arc::ptr_eq(c, d)
+                        || (c.fields.len() == d.fields.len()
+                            && c.fields.iter().zip(&d.fields).all(|(a, b)| a.name == b.name))
+                });
                 if !same {
                     self.row_rules = d
                         .fields
