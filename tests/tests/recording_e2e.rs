@@ -140,14 +140,17 @@ fn sessions_are_recorded_listed_shown_verified_and_exported() {
                 "select 1/0",
                 "insert into accounts values (4, '6011111111111117', 'added')",
                 "select count(*) as n from accounts",
+                // More rows than one batch: these go out as `rows` records.
+                "select g from generate_series(1, 100) g",
             ],
         ),
         T,
     );
     let so = stdout(&out);
+    let series: String = (1..=100).map(|i| format!("\n{i}")).collect();
     assert_eq!(
         so,
-        "1|************1111\n2|**** **** **** 4444\n3|****-****-****-1881\nINSERT 0 1\n4",
+        format!("1|************1111\n2|**** **** **** 4444\n3|****-****-****-1881\nINSERT 0 1\n4{series}"),
         "stderr: {}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -237,6 +240,8 @@ fn sessions_are_recorded_listed_shown_verified_and_exported() {
         "INSERT 0 1",
         "select count(*) as n from accounts",
         "(1 row)",
+        "select g from generate_series(1, 100) g",
+        "(100 rows)",
     ] {
         assert!(show.contains(want), "missing {want:?} in:\n{show}");
     }
@@ -286,6 +291,18 @@ fn sessions_are_recorded_listed_shown_verified_and_exported() {
     for k in ["statement", "decision", "rows", "response", "end"] {
         assert!(kinds.contains(&k), "no {k} record: {kinds:?}");
     }
+    // A small result rides in its response record; the 100-row one came in `rows` batches.
+    let carried = lines
+        .iter()
+        .find(|l| l["type"] == "response" && l["command_tag"] == "SELECT 3")
+        .expect("response of the 3-row select");
+    assert_eq!(carried["data"][0][1], "************1111", "{carried}");
+    let batched: usize = lines
+        .iter()
+        .filter(|l| l["type"] == "rows")
+        .map(|l| l["rows"].as_array().map_or(0, Vec::len))
+        .sum();
+    assert_eq!(batched, 100, "{kinds:?}");
     assert_no_pan("sessions export", &out.stdout, PANS);
 
     // Another machine: a copy of the file and the exported public key, no host key around.

@@ -289,7 +289,10 @@ impl CopyRules {
                 let same = self.row_desc.as_ref().is_some_and(|c| {
                     std::sync::Arc::ptr_eq(c, d)
                         || (c.fields.len() == d.fields.len()
-                            && c.fields.iter().zip(&d.fields).all(|(a, b)| a.name == b.name))
+                            && c.fields
+                                .iter()
+                                .zip(&d.fields)
+                                .all(|(a, b)| a.name == b.name))
                 });
                 if !same {
                     self.row_rules = d

@@ -518,6 +518,13 @@ mod tests {
                 command_tag: Some("SELECT 1".into()),
                 duration_us: 7,
                 error: Some("boom".into()),
+                data: vec![vec![Some("x".into()), None]],
+                truncated: Some(Truncation {
+                    after_rows: 1,
+                    after_bytes: 1,
+                    cap_rows: 1,
+                    cap_bytes: 9,
+                }),
             }),
             RecordBody::Rows(Rows {
                 stmt: 1,

@@ -178,6 +178,14 @@ pub struct ResponseSummary {
     pub duration_us: u64,
     /// Error message (masked), if the statement failed.
     pub error: Option<String>,
+    /// The result rows themselves, exactly as the client saw them (masked), when the whole
+    /// result fitted in one batch: one record per statement instead of two. Larger results
+    /// arrive as [`Rows`] records before this one and leave this empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub data: Vec<Vec<Option<String>>>,
+    /// Set by the writer when the cap cut `data`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truncated: Option<Truncation>,
 }
 
 /// Where the per-statement row cap cut a result.

@@ -5,7 +5,7 @@
 //! sequences and bidi overrides are shown, never executed.
 
 use crate::error::{RecordError, Result};
-use crate::model::{Action, ApprovalKind, Record, RecordBody, SessionHeader, SessionId};
+use crate::model::{Action, ApprovalKind, Record, RecordBody, Rows, SessionHeader, SessionId};
 use crate::reader::{read_session, Session};
 use crate::util::sanitize;
 use crate::verify::{session_files, Progress};
@@ -452,36 +452,17 @@ fn render_record(
                 t.push('\n');
             }
         },
-        RecordBody::Rows(rows) => {
-            if !rows.columns.is_empty() {
-                columns.insert(rows.stmt, rows.columns.iter().map(|c| s(c)).collect());
-            }
-            let first = !had_rows.contains_key(&rows.stmt);
-            had_rows.insert(rows.stmt, true);
-            let headers = if first {
-                columns.get(&rows.stmt).cloned().unwrap_or_default()
-            } else {
-                Vec::new()
-            };
-            let cells: Vec<Vec<String>> = rows
-                .rows
-                .iter()
-                .map(|row| {
-                    row.iter()
-                        .map(|c| c.as_deref().map(&s).unwrap_or_default())
-                        .collect()
-                })
-                .collect();
-            write_table(&mut t, &headers, &cells);
-            if let Some(tr) = rows.truncated {
-                let _ = writeln!(
-                    t,
-                    "(recording truncated after {} rows / {} bytes; cap {} rows / {} bytes)",
-                    tr.after_rows, tr.after_bytes, tr.cap_rows, tr.cap_bytes
-                );
-            }
-        }
+        RecordBody::Rows(rows) => render_rows(&mut t, rows, columns, had_rows, &s),
         RecordBody::Response(resp) => {
+            if !resp.data.is_empty() || resp.truncated.is_some() {
+                let rows = Rows {
+                    stmt: resp.stmt,
+                    columns: resp.columns.clone(),
+                    rows: resp.data.clone(),
+                    truncated: resp.truncated,
+                };
+                render_rows(&mut t, &rows, columns, had_rows, &s);
+            }
             if let Some(e) = &resp.error {
                 let _ = writeln!(t, "ERROR:  {}", s(e));
             } else if let (Some(n), true) = (
@@ -592,4 +573,41 @@ pub fn export_jsonl(
         }
     }
     Ok(())
+}
+
+/// A table of result rows (a [`Rows`] record or the rows a response carries).
+fn render_rows(
+    t: &mut String,
+    rows: &Rows,
+    columns: &mut HashMap<u64, Vec<String>>,
+    had_rows: &mut HashMap<u64, bool>,
+    s: &dyn Fn(&str) -> String,
+) {
+    if !rows.columns.is_empty() {
+        columns.insert(rows.stmt, rows.columns.iter().map(|c| s(c)).collect());
+    }
+    let first = !had_rows.contains_key(&rows.stmt);
+    had_rows.insert(rows.stmt, true);
+    let headers = if first {
+        columns.get(&rows.stmt).cloned().unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    let cells: Vec<Vec<String>> = rows
+        .rows
+        .iter()
+        .map(|row| {
+            row.iter()
+                .map(|c| c.as_deref().map(&s).unwrap_or_default())
+                .collect()
+        })
+        .collect();
+    write_table(t, &headers, &cells);
+    if let Some(tr) = rows.truncated {
+        let _ = writeln!(
+            t,
+            "(recording truncated after {} rows / {} bytes; cap {} rows / {} bytes)",
+            tr.after_rows, tr.after_bytes, tr.cap_rows, tr.cap_bytes
+        );
+    }
 }

@@ -241,6 +241,20 @@ impl<W: Sink> SessionWriter<W> {
                 Some(r) => RecordBody::Rows(r),
                 None => return Ok(()),
             },
+            RecordBody::Response(mut resp) if !resp.data.is_empty() => {
+                // Rows carried by the response obey the same per-statement cap.
+                let rows = Rows {
+                    stmt: resp.stmt,
+                    columns: Vec::new(),
+                    rows: std::mem::take(&mut resp.data),
+                    truncated: None,
+                };
+                if let Some(kept) = self.apply_cap(rows) {
+                    resp.data = kept.rows;
+                    resp.truncated = kept.truncated;
+                }
+                RecordBody::Response(resp)
+            }
             other => other,
         };
         match &body {

@@ -182,6 +182,84 @@ fn row_cap_truncates_and_says_so() {
         .contains("recording truncated after 3 rows / 3 bytes"));
 }
 
+/// A small result rides in its response record: the cap applies to it, `show` prints the
+/// table, and a later Rows batch of another statement starts its own table.
+#[test]
+fn rows_carried_by_the_response_are_capped_and_shown() {
+    let k = key(7);
+    let cfg = WriterConfig {
+        row_cap: RowCap {
+            max_rows: 2,
+            max_bytes: 1 << 20,
+        },
+        fsync: false,
+        ..WriterConfig::default()
+    };
+    let mut w = SessionWriter::new(Vec::new(), header(7), Arc::clone(&k), cfg).unwrap();
+    for stmt in [1, 2] {
+        w.append(
+            T0,
+            RecordBody::Statement(Statement {
+                stmt,
+                text: format!("SELECT n -- {stmt}"),
+                params: vec![],
+            }),
+        )
+        .unwrap();
+        let n = if stmt == 1 { 2 } else { 3 };
+        w.append(
+            T0,
+            RecordBody::Response(ResponseSummary {
+                stmt,
+                columns: vec!["n".into()],
+                rows: Some(n),
+                command_tag: Some(format!("SELECT {n}")),
+                data: (0..n).map(|i| vec![Some(format!("v{stmt}{i}"))]).collect(),
+                ..ResponseSummary::default()
+            }),
+        )
+        .unwrap();
+    }
+    let sum = w.seal(T0, "done").unwrap();
+    assert_eq!(sum.totals.rows_recorded, 4);
+    assert_eq!(sum.totals.rows_cut, 1);
+    let s = read_session_bytes(std::path::Path::new("x"), &w.into_inner()).unwrap();
+    let resp: Vec<&ResponseSummary> = s
+        .records
+        .iter()
+        .filter_map(|r| match &r.body {
+            RecordBody::Response(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(resp.len(), 2);
+    assert_eq!(resp[0].data.len(), 2);
+    assert_eq!(resp[0].truncated, None);
+    assert_eq!(resp[1].data.len(), 2);
+    assert_eq!(resp[1].truncated.map(|t| t.after_rows), Some(2));
+    let mut out = Vec::new();
+    show(&mut out, &s).unwrap();
+    let out = String::from_utf8(out).unwrap();
+    for want in [
+        "v10",
+        "v11",
+        "v20",
+        "v21",
+        "(2 rows)",
+        "(3 rows)",
+        "recording truncated after 2 rows",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in:\n{out}");
+    }
+    assert!(!out.contains("v22"), "{out}");
+    // The column header is printed once per statement.
+    assert_eq!(
+        out.matches(" n \n").count() + out.matches(" n\n").count(),
+        2,
+        "{out}"
+    );
+}
+
 #[test]
 fn writer_refuses_writer_only_records_and_writes_after_seal() {
     let k = key(6);

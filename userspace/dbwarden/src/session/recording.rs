@@ -31,6 +31,8 @@ struct RowAcc {
     columns: Vec<String>,
     rows: Vec<Vec<Option<String>>>,
     count: u64,
+    /// A batch already went out as a `Rows` record; otherwise the rows ride in the response.
+    flushed: bool,
 }
 
 /// Recording state of one session, shared by its two directions.
@@ -176,7 +178,13 @@ impl SessionRecording {
                 })
             })
             .collect();
-        self.lock().params.insert(portal.to_string(), rendered);
+        let mut g = self.lock();
+        match g.params.get_mut(portal) {
+            Some(p) => *p = rendered,
+            None => {
+                g.params.insert(portal.to_string(), rendered);
+            }
+        }
     }
 
     /// A portal is executed.
@@ -244,9 +252,16 @@ impl SessionRecording {
                 .collect();
             acc.rows.push(cells);
             if acc.rows.len() >= ROW_BATCH {
+                // Column names go with the first batch only.
+                let columns = if acc.flushed {
+                    Vec::new()
+                } else {
+                    acc.columns.clone()
+                };
+                acc.flushed = true;
                 Some(Rows {
                     stmt,
-                    columns: acc.columns.clone(),
+                    columns,
                     rows: std::mem::take(&mut acc.rows),
                     truncated: None,
                 })
@@ -265,19 +280,21 @@ impl SessionRecording {
             let mut g = self.lock();
             (g.rows.remove(&stmt), g.started.remove(&stmt))
         };
-        let (columns, count) = match acc {
+        let (columns, count, data) = match acc {
+            // A small result (no batch sent yet) rides in the response: one record, not two.
+            Some(acc) if !acc.flushed => (acc.columns, Some(acc.count), acc.rows),
             Some(mut acc) => {
                 if !acc.rows.is_empty() {
                     self.put(RecordBody::Rows(Rows {
                         stmt,
-                        columns: acc.columns.clone(),
+                        columns: Vec::new(),
                         rows: std::mem::take(&mut acc.rows),
                         truncated: None,
                     }));
                 }
-                (acc.columns, Some(acc.count))
+                (acc.columns, Some(acc.count), Vec::new())
             }
-            None => (Vec::new(), None),
+            None => (Vec::new(), None, Vec::new()),
         };
         let (tag, error) = match outcome {
             Outcome::Command(t) => (Some(t.clone()), None),
@@ -299,6 +316,8 @@ impl SessionRecording {
             command_tag: tag,
             duration_us: started.map_or(0, |s| s.elapsed().as_micros() as u64),
             error,
+            data,
+            truncated: None,
         }));
     }
 

@@ -89,6 +89,7 @@ pub fn statement_records(i: u64) -> Vec<RecordBody> {
             command_tag: Some("SELECT 1".into()),
             duration_us: 850 + i,
             error: None,
+            ..ResponseSummary::default()
         }));
     }
     v
