@@ -4,8 +4,8 @@
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use dbwarden_record::{
-    Action, Decision, HostKey, Identity, RecordBody, ResponseSummary, Rows, SessionHeader,
-    SessionId, SessionWriter, Statement, WriterConfig,
+    Action, Decision, HostKey, Identity, RecordBody, ResponseSummary, SessionHeader, SessionId,
+    SessionWriter, Statement, WriterConfig,
 };
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -39,8 +39,9 @@ fn header() -> SessionHeader {
     }
 }
 
-/// The four records of one `pgbench -S` statement.
-fn statement(stmt: u64) -> [RecordBody; 4] {
+/// The records of one `pgbench -S` statement in simple mode: the statement, the decision, and
+/// the response carrying its one row (prepared executions have no decision record).
+fn statement(stmt: u64) -> [RecordBody; 3] {
     [
         RecordBody::Statement(Statement {
             stmt,
@@ -55,19 +56,15 @@ fn statement(stmt: u64) -> [RecordBody; 4] {
             tags: Vec::new(),
             message: None,
         }),
-        RecordBody::Rows(Rows {
-            stmt,
-            columns: vec!["aid".into(), "abalance".into()],
-            rows: vec![vec![Some("48213".into()), Some("-2719".into())]],
-            truncated: None,
-        }),
         RecordBody::Response(ResponseSummary {
             stmt,
-            columns: Vec::new(),
+            columns: vec!["abalance".into()],
             rows: Some(1),
             command_tag: Some("SELECT 1".into()),
             duration_us: 183,
             error: None,
+            data: vec![vec![Some("-2719".into())]],
+            truncated: None,
         }),
     ]
 }
