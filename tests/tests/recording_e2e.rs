@@ -698,3 +698,53 @@ fn column_names_are_masked_in_recordings() {
     wait_sealed(&d, 1, T);
     finish_and_scan(&d, PANS);
 }
+
+/// Unmounts the small filesystem the test put under the sessions directory.
+struct Mounted(PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// When the recording cannot be written (here: the sessions filesystem fills up), the session
+/// fails closed — the agent gets a FATAL error and the connection ends — instead of carrying
+/// on unrecorded.
+#[test]
+fn a_failing_recording_closes_the_session() {
+    let (d, db) = setup("rfull");
+    let dir = sessions_dir(&d);
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=96k,mode=0700", "tmpfs"])
+        .arg(&dir)
+        .status()
+        .expect("run mount");
+    assert!(st.success(), "mounting a small tmpfs on {}", dir.display());
+    let _m = Mounted(dir.clone());
+    // Incompressible rows (md5 text), a pause so the writer flushes segments as it goes.
+    let mut sqls = Vec::new();
+    for _ in 0..80 {
+        sqls.push("select md5(random()::text) from generate_series(1, 1000)");
+        sqls.push("select pg_sleep(0.05)");
+    }
+    let (_, out) = run_with_pid(psql_agent(&d, &db.name, &sqls), T);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "psql should lose its session: {err}");
+    assert!(
+        err.contains("session recording failed"),
+        "the agent is told why: {err}"
+    );
+    let rows = stdout(&out).lines().count();
+    assert!(
+        rows < 80 * 1000,
+        "the session went on after the recording failed ({rows} rows)"
+    );
+    d.wait_for_log(T, "recorder failure logged", |ev| {
+        ev.iter().any(|e| {
+            e["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("session recorder failed"))
+        })
+    });
+}

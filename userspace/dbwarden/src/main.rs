@@ -6,9 +6,6 @@
 use clap::Parser;
 use dbwarden::cli::{Cli, Command};
 
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() {
     let cli = Cli::parse();
     let code = match cli.command {

@@ -104,9 +104,46 @@ pub fn load_hmac_key(path: &Path) -> Result<[u8; 32]> {
 #[derive(Debug, Clone)]
 pub struct Decision {
     /// The policy's verdict (rule, action, message, tags, per-statement detail).
-    pub verdict: dbwarden_policy::Verdict,
+    pub verdict: Arc<dbwarden_policy::Verdict>,
     /// What the wire state machine must do.
     pub wire: Verdict,
+}
+
+/// Verdicts a session remembers, by exact statement text.
+const MEMO_CAPACITY: usize = 256;
+/// Longer statements are judged every time rather than kept in memory (a bulk INSERT of
+/// megabytes is rarely repeated verbatim).
+const MEMO_MAX_TEXT: usize = 4096;
+
+/// A session's memo of decisions by exact statement text. Within one session the identity and
+/// the target never change, so the same text under the same policy always gets the same
+/// verdict: agents repeat their statements, and a repeat then costs a hash lookup instead of
+/// normalisation and rule matching. Tied to the policy in force: a reload empties it.
+#[derive(Default)]
+pub struct VerdictMemo {
+    policy: Option<Arc<Policy>>,
+    decisions: std::collections::HashMap<Box<str>, Decision>,
+}
+
+impl VerdictMemo {
+    fn get(&mut self, policy: &Arc<Policy>, sql: &str) -> Option<Decision> {
+        if !self.policy.as_ref().is_some_and(|p| Arc::ptr_eq(p, policy)) {
+            self.decisions.clear();
+            self.policy = Some(Arc::clone(policy));
+            return None;
+        }
+        self.decisions.get(sql).cloned()
+    }
+
+    fn put(&mut self, sql: &str, d: &Decision) {
+        if sql.len() > MEMO_MAX_TEXT {
+            return;
+        }
+        if self.decisions.len() >= MEMO_CAPACITY {
+            self.decisions.clear();
+        }
+        self.decisions.insert(sql.into(), d.clone());
+    }
 }
 
 /// Converts the kernel identity into the policy's view of it.
@@ -217,8 +254,35 @@ impl Pipeline {
         }
     }
 
-    /// Decides a PostgreSQL statement (simple query, Parse or fast-path call).
-    pub fn decide_pg(&self, stmt: &PendingStatement, session: &SessionInfo) -> Decision {
+    /// Decides a PostgreSQL statement (simple query, Parse or fast-path call), remembering the
+    /// decision in the session's `memo`.
+    pub fn decide_pg(
+        &self,
+        stmt: &PendingStatement,
+        session: &SessionInfo,
+        memo: &mut VerdictMemo,
+    ) -> Decision {
+        let sql = match stmt.kind() {
+            StatementKind::Query { sql } | StatementKind::Parse { sql, .. } => Some(sql.as_ref()),
+            StatementKind::FunctionCall(_) => None,
+        };
+        let policy = self.engine.policy();
+        let remembered = sql.and_then(|q| memo.get(&policy, q));
+        let d = match remembered {
+            Some(d) => d,
+            None => {
+                let d = self.judge_pg(stmt, session);
+                if let Some(q) = sql {
+                    memo.put(q, &d);
+                }
+                d
+            }
+        };
+        Self::log_decision(&d, session);
+        d
+    }
+
+    fn judge_pg(&self, stmt: &PendingStatement, session: &SessionInfo) -> Decision {
         let target = Target {
             addr: Some(session.ident.original_dst),
             protocol: Protocol::Postgres,
@@ -259,6 +323,14 @@ impl Pipeline {
                 ))
             }
         };
+        Decision {
+            verdict: Arc::new(verdict),
+            wire,
+        }
+    }
+
+    fn log_decision(d: &Decision, session: &SessionInfo) {
+        let verdict = &d.verdict;
         let kinds = || {
             verdict
                 .statements
@@ -281,13 +353,52 @@ impl Pipeline {
                 "policy decision"
             ),
         }
-        Decision { verdict, wire }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn decision(rule: &str) -> Decision {
+        Decision {
+            verdict: Arc::new(dbwarden_policy::Verdict {
+                action: Action::Allow,
+                rule: rule.into(),
+                message: String::new(),
+                tags: Vec::new(),
+                statements: Vec::new(),
+                cached: false,
+            }),
+            wire: Verdict::Allow,
+        }
+    }
+
+    #[test]
+    fn verdict_memo_is_per_text_and_forgets_on_a_policy_change() {
+        let src = "[policy]\nname = \"p\"\ndefault = \"allow\"\n";
+        let p1 = Arc::new(Policy::parse(src, "p1").unwrap());
+        let p2 = Arc::new(Policy::parse(src, "p2").unwrap());
+        let mut memo = VerdictMemo::default();
+        assert!(memo.get(&p1, "select 1").is_none());
+        memo.put("select 1", &decision("r1"));
+        assert_eq!(memo.get(&p1, "select 1").unwrap().verdict.rule, "r1");
+        // Exact text only: another statement is judged afresh.
+        assert!(memo.get(&p1, "select 2").is_none());
+        assert!(memo.get(&p1, "SELECT 1").is_none());
+        // A reloaded policy (another Arc, even with the same text) empties the memo.
+        assert!(memo.get(&p2, "select 1").is_none());
+        assert!(memo.get(&p1, "select 1").is_none());
+        // Long texts are not kept.
+        let long = "x".repeat(MEMO_MAX_TEXT + 1);
+        memo.put(&long, &decision("r"));
+        assert!(memo.get(&p1, &long).is_none());
+        // Bounded.
+        for i in 0..(MEMO_CAPACITY * 2) {
+            memo.put(&format!("select {i}"), &decision("r"));
+        }
+        assert!(memo.decisions.len() <= MEMO_CAPACITY);
+    }
 
     #[test]
     fn embedded_policy_and_its_masking_section_are_valid() {

@@ -142,6 +142,21 @@ async fn close_with(cw: &ClientWriter, err: ErrorResponse) {
     }
 }
 
+/// Fails closed when the session's recording broke (disk full, I/O error): nothing more
+/// reaches the server or the agent unrecorded; the agent gets a FATAL error.
+async fn check_recording(rec: &SharedRecording, cw: &ClientWriter) -> Result<(), String> {
+    if let Some(why) = rec.get().and_then(SessionRecording::failure) {
+        let fatal = ErrorResponse::new(
+            "FATAL",
+            "58030",
+            "dbwarden: the session recording failed, so the session is closed",
+        );
+        close_with(cw, fatal).await;
+        return Err(format!("recording failed: {why}"));
+    }
+    Ok(())
+}
+
 /// Sends a protocol-violation error to the client (best effort) before the session closes.
 async fn refuse_client(cw: &ClientWriter, msg: String) {
     close_with(cw, ErrorResponse::protocol_violation(msg)).await;
@@ -175,6 +190,7 @@ async fn client_to_server(
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut out = BytesMut::new();
     let mut grants = SessionGrants::new();
+    let mut memo = crate::pipeline::VerdictMemo::default();
     loop {
         buf.reserve(READ_CHUNK);
         let n = cr
@@ -296,7 +312,7 @@ async fn client_to_server(
                 }
                 ClientAction::Decide(pending) => {
                     let session = info.read().await.clone();
-                    let decision = shared.pipeline.decide_pg(&pending, &session);
+                    let decision = shared.pipeline.decide_pg(&pending, &session, &mut memo);
                     let stmt = pending.request().0;
                     let sql = pending
                         .sql()
@@ -382,6 +398,7 @@ async fn client_to_server(
                 }
             }
             if out.len() >= HIGH_WATER {
+                check_recording(&rec, &cw).await?;
                 counters.0.fetch_add(out.len() as u64, Ordering::Relaxed);
                 sw.write_all(&out)
                     .await
@@ -390,6 +407,7 @@ async fn client_to_server(
             }
         }
         if !out.is_empty() {
+            check_recording(&rec, &cw).await?;
             counters.0.fetch_add(out.len() as u64, Ordering::Relaxed);
             sw.write_all(&out)
                 .await
@@ -507,6 +525,7 @@ async fn server_to_client(mut sr: OwnedReadHalf, legs: Legs) -> Result<(), Strin
                 }
             }
             if out.len() >= HIGH_WATER {
+                check_recording(&rec, &cw).await?;
                 counters.1.fetch_add(out.len() as u64, Ordering::Relaxed);
                 cw.lock()
                     .await
@@ -517,6 +536,7 @@ async fn server_to_client(mut sr: OwnedReadHalf, legs: Legs) -> Result<(), Strin
             }
         }
         if !out.is_empty() {
+            check_recording(&rec, &cw).await?;
             counters.1.fetch_add(out.len() as u64, Ordering::Relaxed);
             cw.lock()
                 .await

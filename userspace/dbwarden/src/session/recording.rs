@@ -41,6 +41,7 @@ pub struct SessionRecording {
     masker: Arc<Masker>,
     row_cap: u64,
     inner: Mutex<Inner>,
+    failure: std::sync::OnceLock<String>,
 }
 
 #[derive(Default)]
@@ -91,6 +92,7 @@ impl SessionRecording {
             masker,
             row_cap,
             inner: Mutex::new(Inner::default()),
+            failure: std::sync::OnceLock::new(),
         }
     }
 
@@ -106,21 +108,36 @@ impl SessionRecording {
             Err(record::TryRecordError::Full(body)) => {
                 let r = tokio::task::block_in_place(|| self.recorder.record(*body));
                 if let Err(e) = r {
-                    warn!(error = %e, "session recorder failed");
+                    self.fail(&e);
                 }
             }
-            Err(record::TryRecordError::Failed(e)) => warn!(error = %e, "session recorder failed"),
+            Err(record::TryRecordError::Failed(e)) => self.fail(&e),
         }
     }
 
-    /// Whether the writer has failed (the session must then stop: fail closed).
-    pub fn failed(&self) -> Option<String> {
-        match self
-            .recorder
-            .try_record(RecordBody::Gap(record::model::Gap { dropped: 0 }))
-        {
-            Err(record::TryRecordError::Failed(e)) => Some(e.to_string()),
-            _ => None,
+    fn fail(&self, e: &record::RecorderError) {
+        if self.failure.set(e.to_string()).is_ok() {
+            warn!(error = %e, "session recorder failed; the session will be closed");
+        }
+    }
+
+    /// Why the writer failed, if it did: the session must then stop (fail closed: no
+    /// unrecorded statements).
+    pub fn failure(&self) -> Option<String> {
+        self.failure.get().cloned()
+    }
+
+    /// `sql` masked; the last text is remembered, since agents repeat statements.
+    fn masked_text(&self, g: &mut Inner, sql: &str) -> String {
+        match &g.last_sql {
+            Some((raw, masked)) if raw == sql => masked.to_string(),
+            // Long texts are masked each time rather than kept in memory.
+            _ if sql.len() > 4096 => self.masker.mask_str(sql).into_owned(),
+            _ => {
+                let masked: std::sync::Arc<str> = self.masker.mask_str(sql).into();
+                g.last_sql = Some((sql.to_string(), masked.clone()));
+                masked.to_string()
+            }
         }
     }
 
@@ -134,10 +151,14 @@ impl SessionRecording {
         message: Option<String>,
         tags: Vec<String>,
     ) {
-        self.lock().started.insert(stmt, Instant::now());
+        let text = {
+            let mut g = self.lock();
+            g.started.insert(stmt, Instant::now());
+            self.masked_text(&mut g, sql)
+        };
         self.put(RecordBody::Statement(Statement {
             stmt,
-            text: self.masker.mask_str(sql).into_owned(),
+            text,
             params: Vec::new(),
         }));
         // For an allow the rule says it all; the message matters for deny and hold.
@@ -193,17 +214,7 @@ impl SessionRecording {
             let mut g = self.lock();
             g.started.insert(stmt, Instant::now());
             let params = g.params.get(portal).cloned().unwrap_or_default();
-            let text = match sql {
-                None => String::new(),
-                Some(s) => match &g.last_sql {
-                    Some((raw, masked)) if raw == s => masked.to_string(),
-                    _ => {
-                        let masked: std::sync::Arc<str> = self.masker.mask_str(s).into();
-                        g.last_sql = Some((s.to_string(), masked.clone()));
-                        masked.to_string()
-                    }
-                },
-            };
+            let text = sql.map_or_else(String::new, |s| self.masked_text(&mut g, s));
             (params, text)
         };
         self.put(RecordBody::Statement(Statement { stmt, text, params }));
