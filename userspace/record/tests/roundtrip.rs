@@ -117,18 +117,22 @@ fn replay_paces_by_recorded_time() {
     assert_eq!(joined.as_bytes(), &shown[..]);
 }
 
-#[test]
-fn row_cap_truncates_and_says_so() {
-    let k = key(5);
+/// A writer (host key and header `id`) keeping at most `max_rows` rows per statement.
+fn capped_writer(id: u8, max_rows: u64) -> SessionWriter<Vec<u8>> {
     let cfg = WriterConfig {
         row_cap: RowCap {
-            max_rows: 3,
+            max_rows,
             max_bytes: 1 << 20,
         },
         fsync: false,
         ..WriterConfig::default()
     };
-    let mut w = SessionWriter::new(Vec::new(), header(5), Arc::clone(&k), cfg).unwrap();
+    SessionWriter::new(Vec::new(), header(id), key(id), cfg).unwrap()
+}
+
+#[test]
+fn row_cap_truncates_and_says_so() {
+    let mut w = capped_writer(5, 3);
     let batch = |n: usize| {
         RecordBody::Rows(Rows {
             stmt: 1,
@@ -186,16 +190,7 @@ fn row_cap_truncates_and_says_so() {
 /// table, and a later Rows batch of another statement starts its own table.
 #[test]
 fn rows_carried_by_the_response_are_capped_and_shown() {
-    let k = key(7);
-    let cfg = WriterConfig {
-        row_cap: RowCap {
-            max_rows: 2,
-            max_bytes: 1 << 20,
-        },
-        fsync: false,
-        ..WriterConfig::default()
-    };
-    let mut w = SessionWriter::new(Vec::new(), header(7), Arc::clone(&k), cfg).unwrap();
+    let mut w = capped_writer(7, 2);
     for stmt in [1, 2] {
         w.append(
             T0,
