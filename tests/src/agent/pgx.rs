@@ -22,12 +22,27 @@ use tokio_postgres::{
 pub type Res = Result<(), Box<dyn Error>>;
 type BoxErr = Box<dyn Error + Sync + Send>;
 
-/// Runs a scenario on a current-thread runtime.
+/// Connection tasks of this process, awaited by [`run`] so every connection ends with a
+/// Terminate and an orderly close (a socket dropped with unread data is reset instead, which
+/// the daemon rightly logs as an abnormal end).
+static CONNECTIONS: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Runs a scenario on a current-thread runtime, then lets its connections close cleanly.
 pub fn run(f: impl Future<Output = Res>) -> Res {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?
-        .block_on(f)
+        .block_on(async {
+            // The scenario's clients are dropped when it completes: their connections then
+            // send Terminate and finish.
+            let r = f.await;
+            let tasks = std::mem::take(&mut *CONNECTIONS.lock().unwrap_or_else(|e| e.into_inner()));
+            for t in tasks {
+                let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+            }
+            r
+        })
 }
 
 /// Connects as `postgres` to `db` at `addr` with tokio-postgres' own connector (so the cancel
@@ -41,11 +56,15 @@ async fn connect(addr: &str, db: &str) -> Result<Client, Box<dyn Error>> {
         .dbname(db)
         .connect_timeout(Duration::from_secs(10));
     let (client, conn) = cfg.connect(NoTls).await?;
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         if let Err(e) = conn.await {
             eprintln!("connection error: {e}");
         }
     });
+    CONNECTIONS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(task);
     Ok(client)
 }
 
