@@ -157,6 +157,47 @@ async fn check_recording(rec: &SharedRecording, cw: &ClientWriter) -> Result<(),
     Ok(())
 }
 
+/// Writes the client→server batch, if any: only while the recording works; counted.
+async fn to_server(
+    sw: &mut OwnedWriteHalf,
+    out: &mut BytesMut,
+    counters: &Counters,
+    rec: &SharedRecording,
+    cw: &ClientWriter,
+) -> Result<(), String> {
+    if out.is_empty() {
+        return Ok(());
+    }
+    check_recording(rec, cw).await?;
+    counters.0.fetch_add(out.len() as u64, Ordering::Relaxed);
+    sw.write_all(out)
+        .await
+        .map_err(|e| format!("server write: {e}"))?;
+    out.clear();
+    Ok(())
+}
+
+/// Writes the server→client batch, if any: only while the recording works; counted.
+async fn to_client(
+    cw: &ClientWriter,
+    out: &mut BytesMut,
+    counters: &Counters,
+    rec: &SharedRecording,
+) -> Result<(), String> {
+    if out.is_empty() {
+        return Ok(());
+    }
+    check_recording(rec, cw).await?;
+    counters.1.fetch_add(out.len() as u64, Ordering::Relaxed);
+    cw.lock()
+        .await
+        .write_all(out)
+        .await
+        .map_err(|e| format!("client write: {e}"))?;
+    out.clear();
+    Ok(())
+}
+
 /// Sends a protocol-violation error to the client (best effort) before the session closes.
 async fn refuse_client(cw: &ClientWriter, msg: String) {
     close_with(cw, ErrorResponse::protocol_violation(msg)).await;
@@ -350,13 +391,7 @@ async fn client_to_server(
                         decision.verdict.action
                     {
                         // Flush what is already decided before waiting.
-                        if !out.is_empty() {
-                            counters.0.fetch_add(out.len() as u64, Ordering::Relaxed);
-                            sw.write_all(&out)
-                                .await
-                                .map_err(|e| format!("server write: {e}"))?;
-                            out.clear();
-                        }
+                        to_server(&mut sw, &mut out, &counters, &rec, &cw).await?;
                         let h = Hold {
                             shared: &shared,
                             session: &session,
@@ -398,22 +433,10 @@ async fn client_to_server(
                 }
             }
             if out.len() >= HIGH_WATER {
-                check_recording(&rec, &cw).await?;
-                counters.0.fetch_add(out.len() as u64, Ordering::Relaxed);
-                sw.write_all(&out)
-                    .await
-                    .map_err(|e| format!("server write: {e}"))?;
-                out.clear();
+                to_server(&mut sw, &mut out, &counters, &rec, &cw).await?;
             }
         }
-        if !out.is_empty() {
-            check_recording(&rec, &cw).await?;
-            counters.0.fetch_add(out.len() as u64, Ordering::Relaxed);
-            sw.write_all(&out)
-                .await
-                .map_err(|e| format!("server write: {e}"))?;
-            out.clear();
-        }
+        to_server(&mut sw, &mut out, &counters, &rec, &cw).await?;
     }
 }
 
@@ -525,26 +548,10 @@ async fn server_to_client(mut sr: OwnedReadHalf, legs: Legs) -> Result<(), Strin
                 }
             }
             if out.len() >= HIGH_WATER {
-                check_recording(&rec, &cw).await?;
-                counters.1.fetch_add(out.len() as u64, Ordering::Relaxed);
-                cw.lock()
-                    .await
-                    .write_all(&out)
-                    .await
-                    .map_err(|e| format!("client write: {e}"))?;
-                out.clear();
+                to_client(&cw, &mut out, &counters, &rec).await?;
             }
         }
-        if !out.is_empty() {
-            check_recording(&rec, &cw).await?;
-            counters.1.fetch_add(out.len() as u64, Ordering::Relaxed);
-            cw.lock()
-                .await
-                .write_all(&out)
-                .await
-                .map_err(|e| format!("client write: {e}"))?;
-            out.clear();
-        }
+        to_client(&cw, &mut out, &counters, &rec).await?;
     }
 }
 
