@@ -105,6 +105,76 @@ fn start_daemon(tag: &str, config: &str) -> Result<BenchDaemon> {
     Ok(d)
 }
 
+/// PgBouncer in session mode, when installed: the reference for what any userspace proxy on the
+/// path costs on this machine (it forwards whole messages and parses no SQL). `None` when the
+/// binary is missing; the table then says so.
+struct Bouncer {
+    child: Child,
+    port: u16,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Bouncer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn start_pgbouncer(db: &str) -> Result<Option<Bouncer>> {
+    let Some(bin) = ["/usr/sbin/pgbouncer", "/usr/bin/pgbouncer"]
+        .into_iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.exists())
+    else {
+        return Ok(None);
+    };
+    let dir = std::env::temp_dir().join(format!("dbwarden-bench-pgbouncer-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    std::fs::write(dir.join("users.txt"), "\"postgres\" \"\"\n")?;
+    std::fs::write(
+        dir.join("pgbouncer.ini"),
+        format!(
+            "[databases]\n{db} = host=127.0.0.1 port=5432\n\n[pgbouncer]\nlisten_addr = 127.0.0.1\n\
+             listen_port = {port}\nauth_type = trust\nauth_file = {users}\npool_mode = session\n\
+             default_pool_size = 16\nmax_client_conn = 64\nlogfile = {log}\nunix_socket_dir =\n",
+            users = dir.join("users.txt").display(),
+            log = dir.join("pgbouncer.log").display(),
+        ),
+    )?;
+    // PgBouncer refuses to run as root: -u drops to the postgres user, who must read the files.
+    let _ = Command::new("chown")
+        .args(["-R", "postgres"])
+        .arg(&dir)
+        .status();
+    let mut cmd = Command::new(bin);
+    if util::is_root() {
+        cmd.args(["-u", "postgres"]);
+    }
+    let child = cmd
+        .arg(dir.join("pgbouncer.ini"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting pgbouncer")?;
+    let b = Bouncer { child, port, dir };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            bail!(
+                "pgbouncer did not start; see {}",
+                b.dir.join("pgbouncer.log").display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(Some(b))
+}
+
 /// Daemon CPU time (user + system, all threads) in clock ticks, from /proc.
 fn cpu_ticks(pid: u32) -> Result<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
@@ -138,7 +208,7 @@ struct Run {
 
 fn pgbench(through: Option<&BenchDaemon>, db: &str, mode: &str, secs: u64) -> Result<Run> {
     let before = through.map(|d| cpu_ticks(d.child.id())).transpose()?;
-    let r = pgbench_tps(through, db, mode, secs)?;
+    let r = pgbench_tps(through, 5432, db, mode, secs)?;
     let cpu_us_per_txn = match (through, before) {
         (Some(d), Some(b)) if r.1 > 0 => {
             let ticks = cpu_ticks(d.child.id())?.saturating_sub(b);
@@ -154,6 +224,7 @@ fn pgbench(through: Option<&BenchDaemon>, db: &str, mode: &str, secs: u64) -> Re
 
 fn pgbench_tps(
     through: Option<&BenchDaemon>,
+    port: u16,
     db: &str,
     mode: &str,
     secs: u64,
@@ -170,7 +241,7 @@ fn pgbench_tps(
         "-h",
         "127.0.0.1",
         "-p",
-        "5432",
+        &port.to_string(),
         "-U",
         "postgres",
         "-S",
@@ -274,17 +345,21 @@ pub fn bench(quick: bool, criterion: bool) -> Result<()> {
         let secs = if quick { 5 } else { 10 };
         let rec_on = start_daemon("rec", "")?;
         let rec_off = start_daemon("norec", "[recording]\nenabled = false\n")?;
+        let bouncer = start_pgbouncer(&db)?;
         println!(
-            "\npgbench -S -c 8 -j 2 -T {secs}, scale {scale}, 2 cores; direct vs through dbwarden; median of {} interleaved rounds",
+            "\npgbench -S -c 8 -j 2 -T {secs}, scale {scale}, {} cores; direct vs through dbwarden; median of {} interleaved rounds",
+            std::thread::available_parallelism().map_or(0, std::num::NonZeroUsize::get),
             if quick { 1 } else { 5 }
         );
         println!(
-            "{:<10} {:>10} {:>12} {:>6} {:>12} {:>6} {:>9} | {:>9} {:>9} {:>9}",
+            "{:<10} {:>9} {:>9} {:>6} {:>9} {:>6} {:>9} {:>6} {:>9} | {:>9} {:>9} {:>9}",
             "mode",
             "direct",
             "dbwarden",
             "ratio",
             "no-rec",
+            "ratio",
+            "pgbouncer",
             "ratio",
             "rec.cost",
             "cpu µs/tx",
@@ -295,12 +370,15 @@ pub fn bench(quick: bool, criterion: bool) -> Result<()> {
         // runs mostly measures what else the machine did at that moment.
         let rounds = if quick { 1 } else { 5 };
         let median = |mut v: Vec<f64>| {
+            if v.is_empty() {
+                return f64::NAN;
+            }
             v.sort_by(|a, b| a.total_cmp(b));
             v[v.len() / 2]
         };
         for mode in ["simple", "prepared"] {
             let (mut direct, mut proxied, mut norec) = (Vec::new(), Vec::new(), Vec::new());
-            let (mut cpu_rec, mut cpu_norec) = (Vec::new(), Vec::new());
+            let (mut cpu_rec, mut cpu_norec, mut bounced) = (Vec::new(), Vec::new(), Vec::new());
             for _ in 0..rounds {
                 direct.push(pgbench(None, &db, mode, secs)?.tps);
                 let r = pgbench(Some(&rec_on), &db, mode, secs)?;
@@ -309,20 +387,30 @@ pub fn bench(quick: bool, criterion: bool) -> Result<()> {
                 let r = pgbench(Some(&rec_off), &db, mode, secs)?;
                 norec.push(r.tps);
                 cpu_norec.extend(r.cpu_us_per_txn);
+                if let Some(b) = &bouncer {
+                    bounced.push(pgbench_tps(None, b.port, &db, mode, secs)?.0);
+                }
             }
             let (direct, proxied, norec) = (median(direct), median(proxied), median(norec));
-            let (cpu_rec, cpu_norec) = (median(cpu_rec), median(cpu_norec));
+            let (cpu_rec, cpu_norec, bounced) =
+                (median(cpu_rec), median(cpu_norec), median(bounced));
             println!(
-                "{mode:<10} {direct:>10.0} {proxied:>12.0} {:>5.2}x {norec:>12.0} {:>5.2}x {:>8.1}% | {cpu_rec:>9.1} {cpu_norec:>9.1} {:>8.1}%",
+                "{mode:<10} {direct:>9.0} {proxied:>9.0} {:>5.2}x {norec:>9.0} {:>5.2}x {bounced:>9.0} {:>5.2}x {:>8.1}% | {cpu_rec:>9.1} {cpu_norec:>9.1} {:>8.1}%",
                 proxied / direct,
                 norec / direct,
+                bounced / direct,
                 (1.0 - proxied / norec) * 100.0,
                 (cpu_rec / cpu_norec - 1.0) * 100.0
             );
         }
+        if bouncer.is_none() {
+            println!("(pgbouncer is not installed, so there is no reference row: apt-get install pgbouncer)");
+        }
         println!(
-            "(TPS: median of interleaved rounds; rec.cost = TPS lost to recording. cpu µs/tx: the \
-             daemon's own CPU time per transaction, recording on / off, and the recording's share.)"
+            "(TPS: median of interleaved rounds; pgbouncer = PgBouncer in session mode on the same \
+             machine, the cost of a userspace hop that parses no SQL; rec.cost = TPS lost to \
+             recording. cpu µs/tx: the daemon's own CPU time per transaction, recording on / off, \
+             and the recording's share.)"
         );
         // Bytes per statement on disk: pgbench -S sends one SELECT per transaction.
         let (bytes, files) = dir_size(&rec_on.dir.join("sessions"))?;

@@ -289,6 +289,9 @@ fn write_record_json_inner(
     ts.format_into(out, &Rfc3339)
         .map_err(serde_json::Error::custom)?;
     out.push(b'"');
+    if crate::json::write_hot_body(out, body) {
+        return Ok(());
+    }
     let body_at = out.len();
     serde_json::to_writer(&mut *out, body)?;
     // An internally tagged body always serializes as a non-empty object.
@@ -493,6 +496,11 @@ mod tests {
                 stmt: 2,
                 text: String::new(),
                 params: Vec::new(),
+            }),
+            RecordBody::Statement(Statement {
+                stmt: 4,
+                text: "\u{0}\u{1f}\u{7f}\"\\\u{8}\u{c}\r".into(),
+                params: vec![None, Some("\u{1}\"".into()), Some(String::new())],
             }),
             RecordBody::Decision(Decision {
                 stmt: 1,

@@ -52,6 +52,7 @@
 
 pub mod error;
 pub mod format;
+mod json;
 pub mod key;
 pub mod model;
 pub mod reader;

@@ -1,0 +1,211 @@
+//! Hand-written JSON for the record bodies every statement writes (statement, decision,
+//! response, rows): the same bytes serde's derive gives, without its internally-tagged
+//! enum machinery (a map serializer per record) and with an escape scan that copies a
+//! string whole when nothing in it needs escaping, which is almost always.
+//!
+//! [`write_hot_body`] writes `,"type":...}` — the body's fields continuing an object the
+//! caller opened — and returns `false` for the rare bodies it leaves to serde. The format
+//! tests check it byte for byte against `serde_json` over every body shape and awkward
+//! strings (control characters, quotes, backslashes, non-ASCII).
+
+use crate::model::{Action, Decision, RecordBody, ResponseSummary, Rows, Statement, Truncation};
+
+/// Appends the fields of `body` (`,"type":"…",…}`) if it is one of the per-statement
+/// kinds; `false` (and nothing written) otherwise.
+pub(crate) fn write_hot_body(out: &mut Vec<u8>, body: &RecordBody) -> bool {
+    match body {
+        RecordBody::Statement(s) => statement(out, s),
+        RecordBody::Decision(d) => decision(out, d),
+        RecordBody::Response(r) => response(out, r),
+        RecordBody::Rows(r) => rows(out, r),
+        _ => return false,
+    }
+    out.push(b'}');
+    true
+}
+
+fn statement(out: &mut Vec<u8>, s: &Statement) {
+    out.extend_from_slice(b",\"type\":\"statement\",\"stmt\":");
+    u64_(out, s.stmt);
+    out.extend_from_slice(b",\"text\":");
+    str_(out, &s.text);
+    if !s.params.is_empty() {
+        out.extend_from_slice(b",\"params\":");
+        cells(out, &s.params);
+    }
+}
+
+fn decision(out: &mut Vec<u8>, d: &Decision) {
+    out.extend_from_slice(b",\"type\":\"decision\",\"stmt\":");
+    u64_(out, d.stmt);
+    out.extend_from_slice(match d.action {
+        Action::Allow => b",\"action\":\"allow\"".as_slice(),
+        Action::Deny => b",\"action\":\"deny\"",
+        Action::Hold => b",\"action\":\"hold\"",
+    });
+    out.extend_from_slice(b",\"rule\":");
+    opt_str(out, d.rule.as_deref());
+    out.extend_from_slice(b",\"approver\":");
+    opt_str(out, d.approver.as_deref());
+    if !d.tags.is_empty() {
+        out.extend_from_slice(b",\"tags\":");
+        strs(out, &d.tags);
+    }
+    out.extend_from_slice(b",\"message\":");
+    opt_str(out, d.message.as_deref());
+}
+
+fn response(out: &mut Vec<u8>, r: &ResponseSummary) {
+    out.extend_from_slice(b",\"type\":\"response\",\"stmt\":");
+    u64_(out, r.stmt);
+    if !r.columns.is_empty() {
+        out.extend_from_slice(b",\"columns\":");
+        strs(out, &r.columns);
+    }
+    out.extend_from_slice(b",\"rows\":");
+    match r.rows {
+        Some(n) => u64_(out, n),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"command_tag\":");
+    opt_str(out, r.command_tag.as_deref());
+    out.extend_from_slice(b",\"duration_us\":");
+    u64_(out, r.duration_us);
+    out.extend_from_slice(b",\"error\":");
+    opt_str(out, r.error.as_deref());
+    if !r.data.is_empty() {
+        out.extend_from_slice(b",\"data\":");
+        table(out, &r.data);
+    }
+    if let Some(t) = &r.truncated {
+        truncated(out, t);
+    }
+}
+
+fn rows(out: &mut Vec<u8>, r: &Rows) {
+    out.extend_from_slice(b",\"type\":\"rows\",\"stmt\":");
+    u64_(out, r.stmt);
+    if !r.columns.is_empty() {
+        out.extend_from_slice(b",\"columns\":");
+        strs(out, &r.columns);
+    }
+    out.extend_from_slice(b",\"rows\":");
+    table(out, &r.rows);
+    if let Some(t) = &r.truncated {
+        truncated(out, t);
+    }
+}
+
+fn truncated(out: &mut Vec<u8>, t: &Truncation) {
+    out.extend_from_slice(b",\"truncated\":{\"after_rows\":");
+    u64_(out, t.after_rows);
+    out.extend_from_slice(b",\"after_bytes\":");
+    u64_(out, t.after_bytes);
+    out.extend_from_slice(b",\"cap_rows\":");
+    u64_(out, t.cap_rows);
+    out.extend_from_slice(b",\"cap_bytes\":");
+    u64_(out, t.cap_bytes);
+    out.push(b'}');
+}
+
+fn table(out: &mut Vec<u8>, rows: &[Vec<Option<String>>]) {
+    out.push(b'[');
+    for (i, row) in rows.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        cells(out, row);
+    }
+    out.push(b']');
+}
+
+fn cells(out: &mut Vec<u8>, cells: &[Option<String>]) {
+    out.push(b'[');
+    for (i, c) in cells.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        opt_str(out, c.as_deref());
+    }
+    out.push(b']');
+}
+
+fn strs(out: &mut Vec<u8>, v: &[String]) {
+    out.push(b'[');
+    for (i, s) in v.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        str_(out, s);
+    }
+    out.push(b']');
+}
+
+fn u64_(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
+fn opt_str(out: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        Some(s) => str_(out, s),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+/// A JSON string exactly as `serde_json` writes it: `"` and `\` escaped, the control
+/// characters below 0x20 as `\b \t \n \f \r` or `\u00xx` (lowercase hex), everything
+/// else (DEL, non-ASCII) as is.
+fn str_(out: &mut Vec<u8>, s: &str) {
+    out.reserve(s.len() + 2);
+    out.push(b'"');
+    let b = s.as_bytes();
+    let mut start = 0;
+    for (i, &c) in b.iter().enumerate() {
+        if c >= 0x20 && c != b'"' && c != b'\\' {
+            continue;
+        }
+        out.extend_from_slice(&b[start..i]);
+        start = i + 1;
+        match c {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            _ => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[usize::from(c >> 4)]);
+                out.push(HEX[usize::from(c & 15)]);
+            }
+        }
+    }
+    out.extend_from_slice(&b[start..]);
+    out.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_escape_like_serde_json() {
+        let mut all: String = (0u8..0x80).map(char::from).collect();
+        all.push_str("é\u{2028}\u{10ffff}\"\\x\\\"");
+        for s in [
+            "",
+            "plain",
+            "\"",
+            "\\",
+            "a\u{0}b",
+            "\u{1f}\u{7f}",
+            all.as_str(),
+        ] {
+            let mut got = Vec::new();
+            str_(&mut got, s);
+            assert_eq!(got, serde_json::to_vec(s).unwrap(), "{s:?}");
+        }
+    }
+}
