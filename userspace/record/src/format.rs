@@ -519,6 +519,40 @@ mod tests {
                 message: Some("no".into()),
             }),
             RecordBody::Response(ResponseSummary::default()),
+            RecordBody::Exchange(Box::new(Exchange {
+                statement: Statement {
+                    stmt: 7,
+                    text: "SELECT $1 -- \"q\"".into(),
+                    params: vec![Some("x\ny".into())],
+                },
+                decision: Some(Decision {
+                    stmt: 7,
+                    action: Action::Hold,
+                    rule: Some("r".into()),
+                    approver: Some("alice".into()),
+                    tags: vec!["pci".into(), "t\u{1}".into()],
+                    message: None,
+                }),
+                response: ResponseSummary {
+                    stmt: 7,
+                    columns: vec!["c".into()],
+                    rows: Some(1),
+                    command_tag: Some("SELECT 1".into()),
+                    duration_us: 3,
+                    error: None,
+                    data: vec![vec![None, Some("v".into())]],
+                    truncated: None,
+                },
+            })),
+            RecordBody::Exchange(Box::new(Exchange {
+                statement: Statement {
+                    stmt: 8,
+                    text: String::new(),
+                    params: Vec::new(),
+                },
+                decision: None,
+                response: ResponseSummary::default(),
+            })),
             RecordBody::Response(ResponseSummary {
                 stmt: 3,
                 columns: vec!["a".into()],

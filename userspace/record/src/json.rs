@@ -1,5 +1,5 @@
 //! Hand-written JSON for the record bodies every statement writes (statement, decision,
-//! response, rows): the same bytes serde's derive gives, without its internally-tagged
+//! response, exchange, rows): the same bytes serde's derive gives, without its internally-tagged
 //! enum machinery (a map serializer per record) and with an escape scan that copies a
 //! string whole when nothing in it needs escaping, which is almost always.
 //!
@@ -8,15 +8,27 @@
 //! tests check it byte for byte against `serde_json` over every body shape and awkward
 //! strings (control characters, quotes, backslashes, non-ASCII).
 
-use crate::model::{Action, Decision, RecordBody, ResponseSummary, Rows, Statement, Truncation};
+use crate::model::{
+    Action, Decision, Exchange, RecordBody, ResponseSummary, Rows, Statement, Truncation,
+};
 
 /// Appends the fields of `body` (`,"type":"…",…}`) if it is one of the per-statement
 /// kinds; `false` (and nothing written) otherwise.
 pub(crate) fn write_hot_body(out: &mut Vec<u8>, body: &RecordBody) -> bool {
     match body {
-        RecordBody::Statement(s) => statement(out, s),
-        RecordBody::Decision(d) => decision(out, d),
-        RecordBody::Response(r) => response(out, r),
+        RecordBody::Statement(s) => {
+            out.extend_from_slice(b",\"type\":\"statement\",");
+            statement(out, s);
+        }
+        RecordBody::Decision(d) => {
+            out.extend_from_slice(b",\"type\":\"decision\",");
+            decision(out, d);
+        }
+        RecordBody::Response(r) => {
+            out.extend_from_slice(b",\"type\":\"response\",");
+            response(out, r);
+        }
+        RecordBody::Exchange(x) => exchange(out, x),
         RecordBody::Rows(r) => rows(out, r),
         _ => return false,
     }
@@ -24,8 +36,10 @@ pub(crate) fn write_hot_body(out: &mut Vec<u8>, body: &RecordBody) -> bool {
     true
 }
 
+// The field writers below write an object's fields from `"stmt":` on, without braces.
+
 fn statement(out: &mut Vec<u8>, s: &Statement) {
-    out.extend_from_slice(b",\"type\":\"statement\",\"stmt\":");
+    out.extend_from_slice(b"\"stmt\":");
     u64_(out, s.stmt);
     out.extend_from_slice(b",\"text\":");
     str_(out, &s.text);
@@ -36,7 +50,7 @@ fn statement(out: &mut Vec<u8>, s: &Statement) {
 }
 
 fn decision(out: &mut Vec<u8>, d: &Decision) {
-    out.extend_from_slice(b",\"type\":\"decision\",\"stmt\":");
+    out.extend_from_slice(b"\"stmt\":");
     u64_(out, d.stmt);
     out.extend_from_slice(match d.action {
         Action::Allow => b",\"action\":\"allow\"".as_slice(),
@@ -56,7 +70,7 @@ fn decision(out: &mut Vec<u8>, d: &Decision) {
 }
 
 fn response(out: &mut Vec<u8>, r: &ResponseSummary) {
-    out.extend_from_slice(b",\"type\":\"response\",\"stmt\":");
+    out.extend_from_slice(b"\"stmt\":");
     u64_(out, r.stmt);
     if !r.columns.is_empty() {
         out.extend_from_slice(b",\"columns\":");
@@ -80,6 +94,18 @@ fn response(out: &mut Vec<u8>, r: &ResponseSummary) {
     if let Some(t) = &r.truncated {
         truncated(out, t);
     }
+}
+
+fn exchange(out: &mut Vec<u8>, x: &Exchange) {
+    out.extend_from_slice(b",\"type\":\"exchange\",\"statement\":{");
+    statement(out, &x.statement);
+    if let Some(d) = &x.decision {
+        out.extend_from_slice(b"},\"decision\":{");
+        decision(out, d);
+    }
+    out.extend_from_slice(b"},\"response\":{");
+    response(out, &x.response);
+    out.push(b'}');
 }
 
 fn rows(out: &mut Vec<u8>, r: &Rows) {

@@ -67,8 +67,9 @@ pub mod writer;
 pub use error::{RecordError, Result};
 pub use key::{HostKey, KeyId, PublicKey};
 pub use model::{
-    Action, Approval, ApprovalKind, Decision, End, Gap, Identity, Notice, Record, RecordBody,
-    ResponseSummary, Rows, Seal, SessionHeader, SessionId, Statement, Totals, Truncation,
+    Action, Approval, ApprovalKind, Decision, End, Exchange, Gap, Identity, Notice, Record,
+    RecordBody, ResponseSummary, Rows, Seal, SessionHeader, SessionId, Statement, Totals,
+    Truncation,
 };
 pub use reader::{read_session, read_session_bytes, Session};
 pub use recorder::{OnFull, Recorded, Recorder, RecorderConfig, RecorderError, TryRecordError};

@@ -300,6 +300,21 @@ pub struct Seal {
     pub signature: String,
 }
 
+/// A statement, its decision and its response in one record. The recorder writes this when
+/// they reach it back to back (the usual case: a statement answered within one writer batch),
+/// saving two chain hashes and record headers; otherwise it writes them as separate records.
+/// Readers treat it exactly as those records in that order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exchange {
+    /// The statement.
+    pub statement: Statement,
+    /// Its decision, if one was recorded for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<Decision>,
+    /// The response summary (with small results' rows).
+    pub response: ResponseSummary,
+}
+
 /// Record payloads. Serialised with a `type` tag.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -312,6 +327,8 @@ pub enum RecordBody {
     Decision(Decision),
     /// The response summary.
     Response(ResponseSummary),
+    /// Statement, decision and response together.
+    Exchange(Box<Exchange>),
     /// Result rows.
     Rows(Rows),
     /// Notice.
@@ -334,12 +351,40 @@ impl RecordBody {
             Self::Statement(_) => "statement",
             Self::Decision(_) => "decision",
             Self::Response(_) => "response",
+            Self::Exchange(_) => "exchange",
             Self::Rows(_) => "rows",
             Self::Notice(_) => "notice",
             Self::Approval(_) => "approval",
             Self::Gap(_) => "gap",
             Self::End(_) => "end",
             Self::Seal(_) => "seal",
+        }
+    }
+
+    /// The statement this record carries (a statement or an exchange record).
+    pub fn statement(&self) -> Option<&Statement> {
+        match self {
+            Self::Statement(s) => Some(s),
+            Self::Exchange(x) => Some(&x.statement),
+            _ => None,
+        }
+    }
+
+    /// The decision this record carries (a decision or an exchange record).
+    pub fn decision(&self) -> Option<&Decision> {
+        match self {
+            Self::Decision(d) => Some(d),
+            Self::Exchange(x) => x.decision.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// The response this record carries (a response or an exchange record).
+    pub fn response(&self) -> Option<&ResponseSummary> {
+        match self {
+            Self::Response(r) => Some(r),
+            Self::Exchange(x) => Some(&x.response),
+            _ => None,
         }
     }
 }

@@ -16,7 +16,7 @@
 //! [`RecorderError::WriterFailed`]: the daemon must then block the session.
 
 use crate::error::RecordError;
-use crate::model::{Gap, RecordBody};
+use crate::model::{Decision, Exchange, Gap, RecordBody, Statement};
 use crate::writer::{SealSummary, SessionWriter, Sink};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{
@@ -278,21 +278,82 @@ fn write_gap<W: Sink>(w: &mut SessionWriter<W>, dropped: &AtomicU64) -> Result<(
 /// When the queue is found empty the writer blocks again, so an idle session costs nothing.
 const BATCH_TICK: Duration = Duration::from_millis(20);
 
+/// A statement (and its decision) held back while the queue is drained, so that when its
+/// response is the next record they are written as one exchange record. Held only within one
+/// drain pass: released before the writer sleeps or blocks, so the crash-loss bound holds.
+struct Held {
+    ts: OffsetDateTime,
+    statement: Statement,
+    decision: Option<(OffsetDateTime, Decision)>,
+}
+
+/// Writes a held statement (and decision) as separate records.
+fn release<W: Sink>(w: &mut SessionWriter<W>, held: &mut Option<Held>) -> Result<(), RecordError> {
+    if let Some(h) = held.take() {
+        w.append(h.ts, RecordBody::Statement(h.statement))?;
+        if let Some((ts, d)) = h.decision {
+            w.append(ts, RecordBody::Decision(d))?;
+        }
+    }
+    Ok(())
+}
+
 fn handle<W: Sink>(
     w: &mut SessionWriter<W>,
     msg: Msg,
     dropped: &AtomicU64,
+    held: &mut Option<Held>,
 ) -> Result<Option<SealSummary>, RecordError> {
+    if dropped.load(Ordering::Relaxed) != 0 {
+        // Records were dropped after the held one was queued: keep the order exact.
+        release(w, held)?;
+        write_gap(w, dropped)?;
+    }
     match msg {
+        Msg::Record(ts, RecordBody::Statement(statement)) => {
+            release(w, held)?;
+            *held = Some(Held {
+                ts,
+                statement,
+                decision: None,
+            });
+        }
+        Msg::Record(ts, RecordBody::Decision(d)) => match held {
+            Some(h) if h.statement.stmt == d.stmt && h.decision.is_none() => {
+                h.decision = Some((ts, d));
+            }
+            _ => {
+                release(w, held)?;
+                w.append(ts, RecordBody::Decision(d))?;
+            }
+        },
+        Msg::Record(ts, RecordBody::Response(response)) => match held.take() {
+            Some(h) if h.statement.stmt == response.stmt => {
+                let x = Exchange {
+                    statement: h.statement,
+                    decision: h.decision.map(|(_, d)| d),
+                    response,
+                };
+                w.append(h.ts, RecordBody::Exchange(Box::new(x)))?;
+            }
+            other => {
+                *held = other;
+                release(w, held)?;
+                w.append(ts, RecordBody::Response(response))?;
+            }
+        },
         Msg::Record(ts, body) => {
+            release(w, held)?;
             write_gap(w, dropped)?;
             w.append(ts, body)?;
         }
         Msg::Flush => {
+            release(w, held)?;
             write_gap(w, dropped)?;
             w.flush_segment()?;
         }
         Msg::Finish(ts, reason) => {
+            release(w, held)?;
             write_gap(w, dropped)?;
             return w.seal(ts, &reason).map(Some);
         }
@@ -305,6 +366,7 @@ fn run<W: Sink>(
     rx: &Receiver<Msg>,
     dropped: &AtomicU64,
 ) -> Result<SealSummary, RecordError> {
+    let mut held = None;
     loop {
         let timeout = w.flush_deadline().map_or(Duration::from_secs(3600), |d| {
             d.saturating_duration_since(Instant::now())
@@ -312,7 +374,7 @@ fn run<W: Sink>(
         // Idle: block until something arrives (or a flush is due).
         match rx.recv_timeout(timeout) {
             Ok(msg) => {
-                if let Some(s) = handle(&mut w, msg, dropped)? {
+                if let Some(s) = handle(&mut w, msg, dropped, &mut held)? {
                     return Ok(s);
                 }
             }
@@ -329,18 +391,21 @@ fn run<W: Sink>(
                 match rx.try_recv() {
                     Ok(msg) => {
                         got += 1;
-                        if let Some(s) = handle(&mut w, msg, dropped)? {
+                        if let Some(s) = handle(&mut w, msg, dropped, &mut held)? {
                             return Ok(s);
                         }
                     }
                     Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Disconnected) => {
+                        release(&mut w, &mut held)?;
                         write_gap(&mut w, dropped)?;
                         return w
                             .seal(OffsetDateTime::now_utc(), "recorder dropped without finish");
                     }
                 }
             }
+            // Nothing is held across a sleep.
+            release(&mut w, &mut held)?;
             w.flush_if_due(Instant::now())?;
             if got == 0 {
                 break;

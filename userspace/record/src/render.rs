@@ -74,10 +74,11 @@ pub fn summarize(s: &Session) -> SessionSummary {
     let mut statements = 0;
     let mut denied = 0;
     for r in &s.records {
-        match &r.body {
-            RecordBody::Statement(_) => statements += 1,
-            RecordBody::Decision(d) if d.action == Action::Deny => denied += 1,
-            _ => {}
+        if r.body.statement().is_some() {
+            statements += 1;
+        }
+        if r.body.decision().is_some_and(|d| d.action == Action::Deny) {
+            denied += 1;
         }
     }
     SessionSummary {
@@ -354,6 +355,31 @@ fn render_record(
     let mut t = String::new();
     let s = |x: &str| sanitize(x, false).into_owned();
     match &r.body {
+        // An exchange reads exactly as its statement, decision and response records.
+        RecordBody::Exchange(x) => {
+            let part = |body| Record {
+                n: r.n,
+                ts: r.ts,
+                body,
+            };
+            t.push_str(&render_record(
+                &part(RecordBody::Statement(x.statement.clone())),
+                columns,
+                had_rows,
+            ));
+            if let Some(d) = &x.decision {
+                t.push_str(&render_record(
+                    &part(RecordBody::Decision(d.clone())),
+                    columns,
+                    had_rows,
+                ));
+            }
+            t.push_str(&render_record(
+                &part(RecordBody::Response(x.response.clone())),
+                columns,
+                had_rows,
+            ));
+        }
         RecordBody::Header(h) => {
             let id = &h.identity;
             let _ = writeln!(

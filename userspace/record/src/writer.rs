@@ -255,14 +255,33 @@ impl<W: Sink> SessionWriter<W> {
                 }
                 RecordBody::Response(resp)
             }
+            RecordBody::Exchange(mut x) => {
+                if !x.response.data.is_empty() {
+                    let rows = Rows {
+                        stmt: x.response.stmt,
+                        columns: Vec::new(),
+                        rows: std::mem::take(&mut x.response.data),
+                        truncated: None,
+                    };
+                    if let Some(kept) = self.apply_cap(rows) {
+                        x.response.data = kept.rows;
+                        x.response.truncated = kept.truncated;
+                    }
+                }
+                RecordBody::Exchange(x)
+            }
             other => other,
         };
-        match &body {
-            RecordBody::Statement(_) => self.totals.statements += 1,
-            RecordBody::Decision(d) if d.action == Action::Deny => self.totals.denied += 1,
-            RecordBody::Decision(d) if d.action == Action::Hold => self.totals.held += 1,
-            RecordBody::Gap(g) => self.totals.dropped += g.dropped,
+        if body.statement().is_some() {
+            self.totals.statements += 1;
+        }
+        match body.decision().map(|d| d.action) {
+            Some(Action::Deny) => self.totals.denied += 1,
+            Some(Action::Hold) => self.totals.held += 1,
             _ => {}
+        }
+        if let RecordBody::Gap(g) = &body {
+            self.totals.dropped += g.dropped;
         }
         self.push(ts, body)?;
         if self.buf.len() >= self.cfg.max_segment_bytes {

@@ -243,3 +243,110 @@ fn dropped_recorder_still_seals() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn statement_decision_and_response_back_to_back_become_one_exchange() {
+    let (sink, entered) = gated();
+    let w = SessionWriter::new(sink.clone(), header(6), key(1), cfg()).unwrap();
+    while entered.try_recv().is_ok() {}
+    let rec = Recorder::start(w, RecorderConfig::default()).unwrap();
+    // Hold the writer inside a segment write, so everything below is queued before it drains.
+    set_gate(&sink, false);
+    rec.record(note(0)).unwrap();
+    rec.flush().unwrap();
+    entered.recv_timeout(Duration::from_secs(5)).unwrap();
+    let stmt = |n: u64| {
+        RecordBody::Statement(Statement {
+            stmt: n,
+            text: format!("SELECT {n}"),
+            params: Vec::new(),
+        })
+    };
+    let decision = |n: u64| {
+        RecordBody::Decision(Decision {
+            stmt: n,
+            action: Action::Allow,
+            rule: Some("r".into()),
+            approver: None,
+            tags: Vec::new(),
+            message: None,
+        })
+    };
+    let response = |n: u64, data: Vec<Vec<Option<String>>>| {
+        RecordBody::Response(ResponseSummary {
+            stmt: n,
+            rows: Some(data.len() as u64),
+            data,
+            ..ResponseSummary::default()
+        })
+    };
+    for body in [
+        // Merged, decision included.
+        stmt(1),
+        decision(1),
+        response(1, vec![vec![Some("a".into())]]),
+        // Merged without a decision (an extended-protocol execute).
+        stmt(2),
+        response(2, Vec::new()),
+        // Rows in between: separate records.
+        stmt(3),
+        RecordBody::Rows(Rows {
+            stmt: 3,
+            columns: vec!["c".into()],
+            rows: vec![vec![None]],
+            truncated: None,
+        }),
+        response(3, Vec::new()),
+        // A response for another statement does not swallow the held one.
+        stmt(4),
+        decision(4),
+        response(9, Vec::new()),
+        // Still running at the end: written on its own.
+        stmt(5),
+    ] {
+        rec.record(body).unwrap();
+    }
+    set_gate(&sink, true);
+    let sum = rec.finish("done").unwrap();
+    let data = sink.data.lock().unwrap().clone();
+    let r = check(&data, &[key(1).public_key().clone()]);
+    assert!(r.is_ok(), "{r}");
+    let s = read_session_bytes(std::path::Path::new("mem"), &data).unwrap();
+    let kinds: Vec<String> = s
+        .records
+        .iter()
+        .map(|r| match &r.body {
+            RecordBody::Exchange(x) => format!(
+                "exchange {}{}",
+                x.statement.stmt,
+                if x.decision.is_some() { "+d" } else { "" }
+            ),
+            b => format!("{} {}", b.kind(), b.statement().map_or(0, |s| s.stmt)),
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "header 0",
+            "notice 0",
+            "exchange 1+d",
+            "exchange 2",
+            "statement 3",
+            "rows 0",
+            "response 0",
+            "statement 4",
+            "decision 0",
+            "response 0",
+            "statement 5",
+            "end 0",
+            "seal 0",
+        ],
+    );
+    // The response's rows obey the cap like any others, and totals count each statement once.
+    let RecordBody::Exchange(x) = &s.records[2].body else {
+        unreachable!()
+    };
+    assert_eq!(x.response.data, vec![vec![Some("a".to_owned())]]);
+    assert_eq!(sum.totals.statements, 5);
+    assert_eq!(sum.records, 13);
+}

@@ -365,3 +365,82 @@ fn pan_scan_helper_finds_unmasked_pans_only() {
     assert_eq!(hits.len(), 1);
     assert_eq!(hits[0].last4, "1111");
 }
+
+/// An exchange record reads exactly like its statement, decision and response written as
+/// separate records: same transcript, same list line.
+#[test]
+fn exchange_renders_like_its_parts() {
+    let k = key(1);
+    let ts = time::macros::datetime!(2026-11-26 08:00:00 UTC);
+    let stmt = Statement {
+        stmt: 1,
+        text: "SELECT pan FROM cards WHERE id = $1".into(),
+        params: vec![Some("7".into())],
+    };
+    let decision = Decision {
+        stmt: 1,
+        action: Action::Deny,
+        rule: Some("no-pan".into()),
+        approver: None,
+        tags: vec!["pci".into()],
+        message: Some("denied".into()),
+    };
+    let response = ResponseSummary {
+        stmt: 1,
+        columns: vec!["pan".into()],
+        rows: Some(1),
+        command_tag: Some("SELECT 1".into()),
+        duration_us: 120,
+        error: None,
+        data: vec![vec![Some("411111******1111".into())]],
+        truncated: None,
+    };
+    let write = |bodies: Vec<RecordBody>| {
+        let mut w = SessionWriter::new(Vec::new(), header(9), Arc::clone(&k), cfg()).unwrap();
+        for b in bodies {
+            w.append(ts, b).unwrap();
+        }
+        w.seal(ts, "done").unwrap();
+        let data = w.into_inner();
+        read_session_bytes(std::path::Path::new("s.dbws"), &data).unwrap()
+    };
+    let parts = write(vec![
+        RecordBody::Statement(stmt.clone()),
+        RecordBody::Decision(decision.clone()),
+        RecordBody::Response(response.clone()),
+    ]);
+    let merged = write(vec![RecordBody::Exchange(Box::new(Exchange {
+        statement: stmt,
+        decision: Some(decision),
+        response,
+    }))]);
+    let text = |s: &Session| {
+        let mut out = Vec::new();
+        show(&mut out, s).unwrap();
+        String::from_utf8(out).unwrap()
+    };
+    // Identical but for the record count on the seal line (3 records against 5).
+    let body = |s: &Session| {
+        text(s)
+            .lines()
+            .filter(|l| !l.starts_with("-- sealed:"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(body(&merged), body(&parts));
+    assert!(
+        text(&merged).contains("-- sealed: 3 records"),
+        "{}",
+        text(&merged)
+    );
+    assert!(
+        text(&merged).contains("411111******1111"),
+        "{}",
+        text(&merged)
+    );
+    let (a, b) = (summarize(&merged), summarize(&parts));
+    assert_eq!((a.statements, a.denied), (b.statements, b.denied));
+    assert_eq!((a.statements, a.denied), (1, 1));
+    assert_eq!(merged.end().unwrap().totals.statements, 1);
+    assert_eq!(merged.end().unwrap().totals.denied, 1);
+}

@@ -383,7 +383,9 @@ async fn client_to_server(
                             &sql,
                             action,
                             Some(decision.verdict.rule.clone()),
-                            Some(decision.verdict.message.clone()),
+                            // For an allow the rule says it all.
+                            (action != dbwarden_record::Action::Allow)
+                                .then(|| decision.verdict.message.clone()),
                             decision.verdict.tags.clone(),
                         );
                     }

@@ -141,7 +141,8 @@ impl SessionRecording {
         }
     }
 
-    /// A statement was decided (simple query, Parse, fast-path call).
+    /// A statement was decided (simple query, Parse, fast-path call). `message` is what the
+    /// agent is told; the caller passes none for an allow.
     pub fn decided(
         &self,
         stmt: u64,
@@ -161,12 +162,6 @@ impl SessionRecording {
             text,
             params: Vec::new(),
         }));
-        // For an allow the rule says it all; the message matters for deny and hold.
-        let message = if action == Action::Allow {
-            None
-        } else {
-            message
-        };
         self.put(RecordBody::Decision(Decision {
             stmt,
             action,
