@@ -14,7 +14,8 @@ use crate::error::{RecordError, Result};
 use crate::format::{self, SegmentHeader, FORMAT_VERSION};
 use crate::key::{HostKey, KeyId};
 use crate::model::{
-    Action, End, RecordBody, Rows, Seal, SessionHeader, SessionId, Totals, Truncation,
+    Action, End, RecordBody, ResponseSummary, Rows, Seal, SessionHeader, SessionId, Totals,
+    Truncation,
 };
 use crate::store::SessionStore;
 use crate::util::{hex, hex_into};
@@ -241,33 +242,12 @@ impl<W: Sink> SessionWriter<W> {
                 Some(r) => RecordBody::Rows(r),
                 None => return Ok(()),
             },
-            RecordBody::Response(mut resp) if !resp.data.is_empty() => {
-                // Rows carried by the response obey the same per-statement cap.
-                let rows = Rows {
-                    stmt: resp.stmt,
-                    columns: Vec::new(),
-                    rows: std::mem::take(&mut resp.data),
-                    truncated: None,
-                };
-                if let Some(kept) = self.apply_cap(rows) {
-                    resp.data = kept.rows;
-                    resp.truncated = kept.truncated;
-                }
+            RecordBody::Response(mut resp) => {
+                self.cap_response(&mut resp);
                 RecordBody::Response(resp)
             }
             RecordBody::Exchange(mut x) => {
-                if !x.response.data.is_empty() {
-                    let rows = Rows {
-                        stmt: x.response.stmt,
-                        columns: Vec::new(),
-                        rows: std::mem::take(&mut x.response.data),
-                        truncated: None,
-                    };
-                    if let Some(kept) = self.apply_cap(rows) {
-                        x.response.data = kept.rows;
-                        x.response.truncated = kept.truncated;
-                    }
-                }
+                self.cap_response(&mut x.response);
                 RecordBody::Exchange(x)
             }
             other => other,
@@ -288,6 +268,23 @@ impl<W: Sink> SessionWriter<W> {
             self.flush_segment()?;
         }
         Ok(())
+    }
+
+    /// Rows carried by a response obey the same per-statement cap as `rows` records.
+    fn cap_response(&mut self, resp: &mut ResponseSummary) {
+        if resp.data.is_empty() {
+            return;
+        }
+        let rows = Rows {
+            stmt: resp.stmt,
+            columns: Vec::new(),
+            rows: std::mem::take(&mut resp.data),
+            truncated: None,
+        };
+        if let Some(kept) = self.apply_cap(rows) {
+            resp.data = kept.rows;
+            resp.truncated = kept.truncated;
+        }
     }
 
     fn apply_cap(&mut self, mut rows: Rows) -> Option<Rows> {
