@@ -379,14 +379,23 @@ pub fn bench(quick: bool, criterion: bool) -> Result<()> {
         for mode in ["simple", "prepared"] {
             let (mut direct, mut proxied, mut norec) = (Vec::new(), Vec::new(), Vec::new());
             let (mut cpu_rec, mut cpu_norec, mut bounced) = (Vec::new(), Vec::new(), Vec::new());
-            for _ in 0..rounds {
+            let mut paired_cost = Vec::new();
+            for round in 0..rounds {
                 direct.push(pgbench(None, &db, mode, secs)?.tps);
-                let r = pgbench(Some(&rec_on), &db, mode, secs)?;
-                proxied.push(r.tps);
-                cpu_rec.extend(r.cpu_us_per_txn);
-                let r = pgbench(Some(&rec_off), &db, mode, secs)?;
-                norec.push(r.tps);
-                cpu_norec.extend(r.cpu_us_per_txn);
+                // Recording on and off run back to back, in alternating order, and the cost is
+                // taken per round: slow drift on a shared runner then cancels out.
+                let (on, off) = if round % 2 == 0 {
+                    let on = pgbench(Some(&rec_on), &db, mode, secs)?;
+                    (on, pgbench(Some(&rec_off), &db, mode, secs)?)
+                } else {
+                    let off = pgbench(Some(&rec_off), &db, mode, secs)?;
+                    (pgbench(Some(&rec_on), &db, mode, secs)?, off)
+                };
+                paired_cost.push((1.0 - on.tps / off.tps) * 100.0);
+                proxied.push(on.tps);
+                cpu_rec.extend(on.cpu_us_per_txn);
+                norec.push(off.tps);
+                cpu_norec.extend(off.cpu_us_per_txn);
                 if let Some(b) = &bouncer {
                     bounced.push(pgbench_tps(None, b.port, &db, mode, secs)?.0);
                 }
@@ -399,7 +408,7 @@ pub fn bench(quick: bool, criterion: bool) -> Result<()> {
                 proxied / direct,
                 norec / direct,
                 bounced / direct,
-                (1.0 - proxied / norec) * 100.0,
+                median(paired_cost),
                 (cpu_rec / cpu_norec - 1.0) * 100.0
             );
         }
@@ -409,7 +418,7 @@ pub fn bench(quick: bool, criterion: bool) -> Result<()> {
         println!(
             "(TPS: median of interleaved rounds; pgbouncer = PgBouncer in session mode on the same \
              machine, the cost of a userspace hop that parses no SQL; rec.cost = TPS lost to \
-             recording. cpu µs/tx: the daemon's own CPU time per transaction, recording on / off, \
+             recording, the median of each round's back-to-back on/off pair. cpu µs/tx: the daemon's own CPU time per transaction, recording on / off, \
              and the recording's share.)"
         );
         // Bytes per statement on disk: pgbench -S sends one SELECT per transaction.

@@ -48,7 +48,8 @@ pub struct SessionRecording {
 struct Inner {
     /// The last statement text masked, by content: prepared statements are executed over and
     /// over with the same text, which is then masked once.
-    last_sql: Option<(String, std::sync::Arc<str>)>,
+    /// Raw and masked text, reused across statements (simple queries change every time).
+    last_sql: (String, String),
     started: HashMap<u64, Instant>,
     rows: HashMap<u64, RowAcc>,
     params: HashMap<String, Vec<Option<String>>>,
@@ -129,16 +130,18 @@ impl SessionRecording {
 
     /// `sql` masked; the last text is remembered, since agents repeat statements.
     fn masked_text(&self, g: &mut Inner, sql: &str) -> String {
-        match &g.last_sql {
-            Some((raw, masked)) if raw == sql => masked.to_string(),
+        if sql.len() > 4096 {
             // Long texts are masked each time rather than kept in memory.
-            _ if sql.len() > 4096 => self.masker.mask_str(sql).into_owned(),
-            _ => {
-                let masked: std::sync::Arc<str> = self.masker.mask_str(sql).into();
-                g.last_sql = Some((sql.to_string(), masked.clone()));
-                masked.to_string()
-            }
+            return self.masker.mask_str(sql).into_owned();
         }
+        let (raw, masked) = &mut g.last_sql;
+        if raw != sql {
+            raw.clear();
+            raw.push_str(sql);
+            masked.clear();
+            masked.push_str(&self.masker.mask_str(sql));
+        }
+        masked.clone()
     }
 
     /// A statement was decided (simple query, Parse, fast-path call). `message` is what the
