@@ -275,11 +275,14 @@ pub fn write_record_json(
     r
 }
 
-fn write_record_json_inner(
+/// `{"n":N,"ts":"…"` — the opening of record `n`'s JSON, which its body's fields continue.
+///
+/// # Errors
+/// A timestamp RFC 3339 cannot express (`out` may then hold part of the prefix).
+pub(crate) fn write_record_prefix(
     out: &mut Vec<u8>,
     n: u64,
     ts: OffsetDateTime,
-    body: &RecordBody,
 ) -> Result<(), serde_json::Error> {
     use serde::ser::Error as _;
     out.extend_from_slice(b"{\"n\":");
@@ -289,6 +292,17 @@ fn write_record_json_inner(
     ts.format_into(out, &Rfc3339)
         .map_err(serde_json::Error::custom)?;
     out.push(b'"');
+    Ok(())
+}
+
+fn write_record_json_inner(
+    out: &mut Vec<u8>,
+    n: u64,
+    ts: OffsetDateTime,
+    body: &RecordBody,
+) -> Result<(), serde_json::Error> {
+    use serde::ser::Error as _;
+    write_record_prefix(out, n, ts)?;
     if crate::json::write_hot_body(out, body) {
         return Ok(());
     }

@@ -36,6 +36,102 @@ pub(crate) fn write_hot_body(out: &mut Vec<u8>, body: &RecordBody) -> bool {
     true
 }
 
+/// A statement, decision or response body serialised ahead of time, on the thread that
+/// produced it (while its strings are still in that core's cache), for the writer to frame,
+/// hash and compress. `fields` are the object's fields from `"stmt":` on, without braces.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    /// What the body is, with what the writer's totals and row cap need.
+    pub kind: PreparedKind,
+    /// The body's fields.
+    pub fields: Vec<u8>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PreparedKind {
+    Statement {
+        stmt: u64,
+    },
+    Decision {
+        stmt: u64,
+        action: Action,
+    },
+    /// A response; `rows`/`bytes` count the result rows it carries, all kept (a response
+    /// whose rows the cap would cut is not prepared).
+    Response {
+        stmt: u64,
+        rows: u64,
+        bytes: u64,
+    },
+}
+
+impl Prepared {
+    pub(crate) fn statement(s: &Statement) -> Self {
+        let mut fields = Vec::with_capacity(64 + s.text.len());
+        statement(&mut fields, s);
+        Self {
+            kind: PreparedKind::Statement { stmt: s.stmt },
+            fields,
+        }
+    }
+
+    pub(crate) fn decision(d: &Decision) -> Self {
+        let mut fields = Vec::with_capacity(96);
+        decision(&mut fields, d);
+        Self {
+            kind: PreparedKind::Decision {
+                stmt: d.stmt,
+                action: d.action,
+            },
+            fields,
+        }
+    }
+
+    /// `rows`/`bytes`: the result rows `r` carries (the caller checked the cap keeps them).
+    pub(crate) fn response(r: &ResponseSummary, rows: u64, bytes: u64) -> Self {
+        let mut fields = Vec::with_capacity(128);
+        response(&mut fields, r);
+        Self {
+            kind: PreparedKind::Response {
+                stmt: r.stmt,
+                rows,
+                bytes,
+            },
+            fields,
+        }
+    }
+
+    /// The whole body (`,"type":"…",<fields>}`) after a record prefix.
+    pub(crate) fn write_body(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(match self.kind {
+            PreparedKind::Statement { .. } => b",\"type\":\"statement\",".as_slice(),
+            PreparedKind::Decision { .. } => b",\"type\":\"decision\",",
+            PreparedKind::Response { .. } => b",\"type\":\"response\",",
+        });
+        out.extend_from_slice(&self.fields);
+        out.push(b'}');
+    }
+}
+
+/// An exchange body from prepared statement, decision and response fields: the same bytes
+/// [`write_hot_body`] writes for the equivalent [`Exchange`].
+pub(crate) fn write_exchange_body(
+    out: &mut Vec<u8>,
+    statement: &[u8],
+    decision: Option<&[u8]>,
+    response: &[u8],
+) {
+    out.extend_from_slice(b",\"type\":\"exchange\",\"statement\":{");
+    out.extend_from_slice(statement);
+    if let Some(d) = decision {
+        out.extend_from_slice(b"},\"decision\":{");
+        out.extend_from_slice(d);
+    }
+    out.extend_from_slice(b"},\"response\":{");
+    out.extend_from_slice(response);
+    out.extend_from_slice(b"}}");
+}
+
 // The field writers below write an object's fields from `"stmt":` on, without braces.
 
 fn statement(out: &mut Vec<u8>, s: &Statement) {
@@ -215,6 +311,69 @@ fn str_(out: &mut Vec<u8>, s: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prepared_bodies_equal_the_direct_ones() {
+        let st = Statement {
+            stmt: 3,
+            text: "SELECT \"x\"\n".into(),
+            params: vec![None, Some("1".into())],
+        };
+        let d = Decision {
+            stmt: 3,
+            action: Action::Deny,
+            rule: Some("r".into()),
+            approver: None,
+            tags: vec!["t".into()],
+            message: Some("no".into()),
+        };
+        let r = ResponseSummary {
+            stmt: 3,
+            columns: vec!["c".into()],
+            rows: Some(1),
+            data: vec![vec![Some("v".into())]],
+            ..ResponseSummary::default()
+        };
+        let direct = |b: &RecordBody| {
+            let mut v = Vec::new();
+            assert!(write_hot_body(&mut v, b));
+            v
+        };
+        let prepared = |p: &Prepared| {
+            let mut v = Vec::new();
+            p.write_body(&mut v);
+            v
+        };
+        assert_eq!(
+            prepared(&Prepared::statement(&st)),
+            direct(&RecordBody::Statement(st.clone()))
+        );
+        assert_eq!(
+            prepared(&Prepared::decision(&d)),
+            direct(&RecordBody::Decision(d.clone()))
+        );
+        assert_eq!(
+            prepared(&Prepared::response(&r, 1, 1)),
+            direct(&RecordBody::Response(r.clone()))
+        );
+        for with_decision in [true, false] {
+            let x = Exchange {
+                statement: st.clone(),
+                decision: with_decision.then(|| d.clone()),
+                response: r.clone(),
+            };
+            let mut v = Vec::new();
+            write_exchange_body(
+                &mut v,
+                &Prepared::statement(&st).fields,
+                with_decision
+                    .then(|| Prepared::decision(&d).fields)
+                    .as_deref(),
+                &Prepared::response(&r, 1, 1).fields,
+            );
+            assert_eq!(v, direct(&RecordBody::Exchange(Box::new(x))));
+        }
+    }
 
     #[test]
     fn strings_escape_like_serde_json() {

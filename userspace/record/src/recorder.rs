@@ -16,8 +16,9 @@
 //! [`RecorderError::WriterFailed`]: the daemon must then block the session.
 
 use crate::error::RecordError;
-use crate::model::{Decision, Exchange, Gap, RecordBody, Statement};
-use crate::writer::{SealSummary, SessionWriter, Sink};
+use crate::json::{write_exchange_body, Prepared, PreparedKind};
+use crate::model::{Action, Gap, RecordBody};
+use crate::writer::{PreparedEffect, RowCap, SealSummary, SessionWriter, Sink};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{
     sync_channel, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError,
@@ -89,6 +90,8 @@ pub enum TryRecordError {
 
 enum Msg {
     Record(OffsetDateTime, RecordBody),
+    /// A body serialised by the caller (see [`Prepared`]).
+    Pre(OffsetDateTime, Prepared),
     Flush,
     Finish(OffsetDateTime, String),
 }
@@ -102,6 +105,10 @@ pub struct Recorder {
     failure: Failure,
     thread: Option<JoinHandle<Result<SealSummary, RecordError>>>,
     on_full: OnFull,
+    row_cap: RowCap,
+    /// 1 + the statement of the last `rows` record queued (0: none): a response of that
+    /// statement meets a row cap already in use, so the writer must apply it.
+    rows_stmt: AtomicU64,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -121,6 +128,7 @@ impl Recorder {
         writer: SessionWriter<W>,
         cfg: RecorderConfig,
     ) -> Result<Self, RecorderError> {
+        let row_cap = writer.row_cap();
         let (tx, rx) = sync_channel(cfg.queue.max(1));
         let dropped = Arc::new(AtomicU64::new(0));
         let failure: Failure = Arc::default();
@@ -142,7 +150,50 @@ impl Recorder {
             failure,
             thread: Some(thread),
             on_full: cfg.on_full,
+            row_cap,
+            rows_stmt: AtomicU64::new(0),
         })
+    }
+
+    /// Serialises a statement, decision or response here, on the caller's thread, while its
+    /// strings are still in this core's cache: the writer thread then reads one contiguous
+    /// buffer instead of chasing a dozen cold allocations. A response whose rows the cap
+    /// might cut is left to the writer, which keeps the cap's state.
+    fn prepare(&self, body: &RecordBody) -> Option<Prepared> {
+        match body {
+            RecordBody::Statement(s) => Some(Prepared::statement(s)),
+            RecordBody::Decision(d) => Some(Prepared::decision(d)),
+            RecordBody::Response(r) => {
+                if r.data.is_empty() {
+                    return Some(Prepared::response(r, 0, 0));
+                }
+                if self.rows_stmt.load(Ordering::Relaxed) == r.stmt.wrapping_add(1) {
+                    return None;
+                }
+                let rows = r.data.len() as u64;
+                let bytes: u64 = r
+                    .data
+                    .iter()
+                    .flatten()
+                    .map(|c| c.as_ref().map_or(0, |v| v.len() as u64))
+                    .sum();
+                (rows <= self.row_cap.max_rows && bytes <= self.row_cap.max_bytes)
+                    .then(|| Prepared::response(r, rows, bytes))
+            }
+            RecordBody::Rows(r) => {
+                self.rows_stmt
+                    .store(r.stmt.wrapping_add(1), Ordering::Relaxed);
+                None
+            }
+            _ => None,
+        }
+    }
+
+    fn message(&self, ts: OffsetDateTime, body: RecordBody) -> Msg {
+        match self.prepare(&body) {
+            Some(p) => Msg::Pre(ts, p),
+            None => Msg::Record(ts, body),
+        }
     }
 
     fn failed(&self) -> RecorderError {
@@ -178,12 +229,13 @@ impl Recorder {
         body: RecordBody,
     ) -> Result<Recorded, RecorderError> {
         let tx = self.sender()?;
+        let msg = self.message(ts, body);
         match self.on_full {
             OnFull::Block => tx
-                .send(Msg::Record(ts, body))
+                .send(msg)
                 .map(|()| Recorded::Queued)
                 .map_err(|_| self.failed()),
-            OnFull::Drop => match tx.try_send(Msg::Record(ts, body)) {
+            OnFull::Drop => match tx.try_send(msg) {
                 Ok(()) => Ok(Recorded::Queued),
                 Err(TrySendError::Full(_)) => {
                     self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -202,10 +254,22 @@ impl Recorder {
     /// [`TryRecordError::Full`] or [`TryRecordError::Failed`].
     pub fn try_record(&self, body: RecordBody) -> Result<(), TryRecordError> {
         let tx = self.sender().map_err(TryRecordError::Failed)?;
-        match tx.try_send(Msg::Record(OffsetDateTime::now_utc(), body)) {
+        let ts = OffsetDateTime::now_utc();
+        let sent = match self.prepare(&body) {
+            // The body is kept until the send succeeds, to be handed back when the queue is full.
+            Some(p) => tx.try_send(Msg::Pre(ts, p)).map_err(|e| match e {
+                TrySendError::Full(_) => Some(body),
+                TrySendError::Disconnected(_) => None,
+            }),
+            None => tx.try_send(Msg::Record(ts, body)).map_err(|e| match e {
+                TrySendError::Full(Msg::Record(_, b)) => Some(b),
+                _ => None,
+            }),
+        };
+        match sent {
             Ok(()) => Ok(()),
-            Err(TrySendError::Full(Msg::Record(_, b))) => Err(TryRecordError::Full(Box::new(b))),
-            Err(_) => Err(TryRecordError::Failed(self.failed())),
+            Err(Some(b)) => Err(TryRecordError::Full(Box::new(b))),
+            Err(None) => Err(TryRecordError::Failed(self.failed())),
         }
     }
 
@@ -283,17 +347,94 @@ const BATCH_TICK: Duration = Duration::from_millis(20);
 /// drain pass: released before the writer sleeps or blocks, so the crash-loss bound holds.
 struct Held {
     ts: OffsetDateTime,
-    statement: Statement,
-    decision: Option<(OffsetDateTime, Decision)>,
+    stmt: u64,
+    statement: Prepared,
+    decision: Option<(OffsetDateTime, Action, Prepared)>,
+}
+
+fn effect(p: &Prepared) -> PreparedEffect {
+    match p.kind {
+        PreparedKind::Statement { .. } => PreparedEffect {
+            statement: true,
+            ..PreparedEffect::default()
+        },
+        PreparedKind::Decision { action, .. } => PreparedEffect {
+            decision: Some(action),
+            ..PreparedEffect::default()
+        },
+        PreparedKind::Response { stmt, rows, bytes } => PreparedEffect {
+            rows: Some((stmt, rows, bytes)),
+            ..PreparedEffect::default()
+        },
+    }
+}
+
+fn append_prepared<W: Sink>(
+    w: &mut SessionWriter<W>,
+    ts: OffsetDateTime,
+    p: &Prepared,
+) -> Result<(), RecordError> {
+    w.append_prepared(ts, effect(p), |out| p.write_body(out))
 }
 
 /// Writes a held statement (and decision) as separate records.
 fn release<W: Sink>(w: &mut SessionWriter<W>, held: &mut Option<Held>) -> Result<(), RecordError> {
     if let Some(h) = held.take() {
-        w.append(h.ts, RecordBody::Statement(h.statement))?;
-        if let Some((ts, d)) = h.decision {
-            w.append(ts, RecordBody::Decision(d))?;
+        append_prepared(w, h.ts, &h.statement)?;
+        if let Some((ts, _, d)) = &h.decision {
+            append_prepared(w, *ts, d)?;
         }
+    }
+    Ok(())
+}
+
+fn handle_prepared<W: Sink>(
+    w: &mut SessionWriter<W>,
+    ts: OffsetDateTime,
+    p: Prepared,
+    held: &mut Option<Held>,
+) -> Result<(), RecordError> {
+    match p.kind {
+        PreparedKind::Statement { stmt } => {
+            release(w, held)?;
+            *held = Some(Held {
+                ts,
+                stmt,
+                statement: p,
+                decision: None,
+            });
+        }
+        PreparedKind::Decision { stmt, action } => match held {
+            Some(h) if h.stmt == stmt && h.decision.is_none() => {
+                h.decision = Some((ts, action, p));
+            }
+            _ => {
+                release(w, held)?;
+                append_prepared(w, ts, &p)?;
+            }
+        },
+        PreparedKind::Response { stmt, rows, bytes } => match held.take() {
+            Some(h) if h.stmt == stmt => {
+                let e = PreparedEffect {
+                    statement: true,
+                    decision: h.decision.as_ref().map(|d| d.1),
+                    rows: Some((stmt, rows, bytes)),
+                };
+                w.append_prepared(h.ts, e, |out| {
+                    write_exchange_body(
+                        out,
+                        &h.statement.fields,
+                        h.decision.as_ref().map(|d| d.2.fields.as_slice()),
+                        &p.fields,
+                    );
+                })?;
+            }
+            other => {
+                *held = other;
+                release(w, held)?;
+                append_prepared(w, ts, &p)?;
+            }
+        },
     }
     Ok(())
 }
@@ -310,38 +451,15 @@ fn handle<W: Sink>(
         write_gap(w, dropped)?;
     }
     match msg {
-        Msg::Record(ts, RecordBody::Statement(statement)) => {
-            release(w, held)?;
-            *held = Some(Held {
-                ts,
-                statement,
-                decision: None,
-            });
+        Msg::Pre(ts, p) => handle_prepared(w, ts, p, held)?,
+        // Statements and decisions are always prepared by the sender; these arms only keep
+        // the writer correct whatever it is handed.
+        Msg::Record(ts, RecordBody::Statement(s)) => {
+            handle_prepared(w, ts, Prepared::statement(&s), held)?;
         }
-        Msg::Record(ts, RecordBody::Decision(d)) => match held {
-            Some(h) if h.statement.stmt == d.stmt && h.decision.is_none() => {
-                h.decision = Some((ts, d));
-            }
-            _ => {
-                release(w, held)?;
-                w.append(ts, RecordBody::Decision(d))?;
-            }
-        },
-        Msg::Record(ts, RecordBody::Response(response)) => match held.take() {
-            Some(h) if h.statement.stmt == response.stmt => {
-                let x = Exchange {
-                    statement: h.statement,
-                    decision: h.decision.map(|(_, d)| d),
-                    response,
-                };
-                w.append(h.ts, RecordBody::Exchange(Box::new(x)))?;
-            }
-            other => {
-                *held = other;
-                release(w, held)?;
-                w.append(ts, RecordBody::Response(response))?;
-            }
-        },
+        Msg::Record(ts, RecordBody::Decision(d)) => {
+            handle_prepared(w, ts, Prepared::decision(&d), held)?;
+        }
         Msg::Record(ts, body) => {
             release(w, held)?;
             write_gap(w, dropped)?;

@@ -116,6 +116,17 @@ pub struct SealSummary {
     pub totals: Totals,
 }
 
+/// What a prepared record counts for in the totals and the row cap.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct PreparedEffect {
+    /// It carries a statement.
+    pub statement: bool,
+    /// It carries a decision with this action.
+    pub decision: Option<Action>,
+    /// It carries `(stmt, rows, bytes)` of result rows, all kept.
+    pub rows: Option<(u64, u64, u64)>,
+}
+
 #[derive(Default)]
 struct CapState {
     stmt: Option<u64>,
@@ -337,13 +348,21 @@ impl<W: Sink> SessionWriter<W> {
     }
 
     fn push(&mut self, ts: OffsetDateTime, body: RecordBody) -> Result<()> {
-        // The line is built in place: a 64-byte hash placeholder and a space,
-        // the JSON serialized straight into the segment buffer, then the
-        // chain hash over that JSON written over the placeholder.
+        let n = self.next_n;
+        self.push_with(|out| format::write_record_json(out, n, ts, &body))
+    }
+
+    /// Appends one line whose JSON `write` puts into the segment buffer: a 64-byte hash
+    /// placeholder and a space, the JSON, then the chain hash over that JSON written over the
+    /// placeholder. On error the buffer is restored.
+    fn push_with(
+        &mut self,
+        write: impl FnOnce(&mut Vec<u8>) -> std::result::Result<(), serde_json::Error>,
+    ) -> Result<()> {
         let line_at = self.buf.len();
         self.buf.resize(line_at + 65, b' ');
         let json_at = self.buf.len();
-        if let Err(e) = format::write_record_json(&mut self.buf, self.next_n, ts, &body) {
+        if let Err(e) = write(&mut self.buf) {
             self.buf.truncate(line_at);
             return Err(RecordError::Serialize(e));
         }
@@ -353,6 +372,51 @@ impl<W: Sink> SessionWriter<W> {
         self.next_n += 1;
         self.seg_count += 1;
         Ok(())
+    }
+
+    /// Appends a record whose body the recorder's caller serialised ahead (see
+    /// [`crate::json::Prepared`]): `write_body` writes `,"type":…}`, and `effect` says what
+    /// it counts for, exactly as [`Self::append`] would have counted the equivalent body.
+    pub(crate) fn append_prepared(
+        &mut self,
+        ts: OffsetDateTime,
+        effect: PreparedEffect,
+        write_body: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<()> {
+        self.check_open()?;
+        if effect.statement {
+            self.totals.statements += 1;
+        }
+        match effect.decision {
+            Some(Action::Deny) => self.totals.denied += 1,
+            Some(Action::Hold) => self.totals.held += 1,
+            _ => {}
+        }
+        if let Some((stmt, rows, bytes)) = effect.rows.filter(|r| r.1 > 0) {
+            // What `apply_cap` does for a fresh statement whose rows all fit.
+            self.cap = CapState {
+                stmt: Some(stmt),
+                rows,
+                bytes,
+                cut: false,
+            };
+            self.totals.rows_recorded += rows;
+        }
+        let n = self.next_n;
+        self.push_with(|out| {
+            format::write_record_prefix(out, n, ts)?;
+            write_body(out);
+            Ok(())
+        })?;
+        if self.buf.len() >= self.cfg.max_segment_bytes {
+            self.flush_segment()?;
+        }
+        Ok(())
+    }
+
+    /// The per-statement row cap.
+    pub fn row_cap(&self) -> RowCap {
+        self.cfg.row_cap
     }
 
     /// Cuts a segment if records are pending and the flush interval elapsed.

@@ -7,6 +7,7 @@ use std::io::{self, Write};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
+use time::OffsetDateTime;
 
 /// A sink whose writes can be held at a gate, to fill the recorder's queue
 /// deterministically.
@@ -349,4 +350,118 @@ fn statement_decision_and_response_back_to_back_become_one_exchange() {
     assert_eq!(x.response.data, vec![vec![Some("a".to_owned())]]);
     assert_eq!(sum.totals.statements, 5);
     assert_eq!(sum.records, 13);
+}
+
+/// Bodies serialised by the sender count exactly as the writer would count them itself, and
+/// the row cap still cuts what it must, whichever path a response takes.
+#[test]
+fn prepared_records_count_and_cap_like_the_writer() {
+    let cap_cfg = || WriterConfig {
+        row_cap: RowCap {
+            max_rows: 2,
+            max_bytes: 100,
+        },
+        ..cfg()
+    };
+    let row = |v: &str| vec![Some(v.to_owned())];
+    let bodies = |n: u64| {
+        let stmt = RecordBody::Statement(Statement {
+            stmt: n,
+            text: format!("SELECT {n}"),
+            params: Vec::new(),
+        });
+        let deny = RecordBody::Decision(Decision {
+            stmt: n,
+            action: Action::Deny,
+            rule: None,
+            approver: None,
+            tags: Vec::new(),
+            message: None,
+        });
+        let resp = |data: Vec<Vec<Option<String>>>| {
+            RecordBody::Response(ResponseSummary {
+                stmt: n,
+                rows: Some(data.len() as u64),
+                data,
+                ..ResponseSummary::default()
+            })
+        };
+        match n {
+            // Three rows: over the cap, so the writer cuts the response's rows.
+            1 => vec![stmt, resp(vec![row("a"), row("b"), row("c")])],
+            // Two rows: prepared and merged, all kept.
+            2 => vec![stmt, deny, resp(vec![row("a"), row("b")])],
+            // Rows first, then a response carrying more: the cap already in use cuts it.
+            _ => vec![
+                stmt,
+                RecordBody::Rows(Rows {
+                    stmt: n,
+                    columns: Vec::new(),
+                    rows: vec![row("a"), row("b")],
+                    truncated: None,
+                }),
+                resp(vec![row("c")]),
+            ],
+        }
+    };
+    // Through the recorder (prepared bodies, exchanges)...
+    let (sink, entered) = gated();
+    let w = SessionWriter::new(sink.clone(), header(7), key(1), cap_cfg()).unwrap();
+    while entered.try_recv().is_ok() {}
+    let rec = Recorder::start(w, RecorderConfig::default()).unwrap();
+    set_gate(&sink, false);
+    rec.record(note(0)).unwrap();
+    rec.flush().unwrap();
+    entered.recv_timeout(Duration::from_secs(5)).unwrap();
+    for n in 1..=3 {
+        for b in bodies(n) {
+            rec.record(b).unwrap();
+        }
+    }
+    set_gate(&sink, true);
+    let via_recorder = rec.finish("done").unwrap().totals;
+    // ...and straight into a writer.
+    let mut w = SessionWriter::new(Vec::new(), header(8), key(1), cap_cfg()).unwrap();
+    w.append(OffsetDateTime::now_utc(), note(0)).unwrap();
+    for n in 1..=3 {
+        for b in bodies(n) {
+            w.append(OffsetDateTime::now_utc(), b).unwrap();
+        }
+    }
+    let direct = w.totals();
+    assert_eq!(via_recorder, direct);
+    assert_eq!(
+        (
+            direct.statements,
+            direct.denied,
+            direct.rows_recorded,
+            direct.rows_cut
+        ),
+        (3, 1, 6, 2)
+    );
+    let data = sink.data.lock().unwrap().clone();
+    let s = read_session_bytes(std::path::Path::new("mem"), &data).unwrap();
+    let kinds: Vec<&str> = s.records.iter().map(|r| r.body.kind()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "header",
+            "notice",
+            "statement",
+            "response",
+            "exchange",
+            "statement",
+            "rows",
+            "response",
+            "end",
+            "seal"
+        ]
+    );
+    let cut: Vec<bool> = s
+        .records
+        .iter()
+        .filter_map(|r| r.body.response())
+        .map(|r| r.truncated.is_some())
+        .collect();
+    assert_eq!(cut, [true, false, true]);
 }
