@@ -245,17 +245,23 @@ fn dropped_recorder_still_seals() {
     }
 }
 
-#[test]
-fn statement_decision_and_response_back_to_back_become_one_exchange() {
+/// A recorder whose writer has written a note and is held inside the next segment write, so
+/// that everything recorded next is queued before it drains. Open the gate to go on.
+fn held_recorder(id: u8, cfg: WriterConfig) -> (GatedSink, Recorder) {
     let (sink, entered) = gated();
-    let w = SessionWriter::new(sink.clone(), header(6), key(1), cfg()).unwrap();
+    let w = SessionWriter::new(sink.clone(), header(id), key(1), cfg).unwrap();
     while entered.try_recv().is_ok() {}
     let rec = Recorder::start(w, RecorderConfig::default()).unwrap();
-    // Hold the writer inside a segment write, so everything below is queued before it drains.
     set_gate(&sink, false);
     rec.record(note(0)).unwrap();
     rec.flush().unwrap();
     entered.recv_timeout(Duration::from_secs(5)).unwrap();
+    (sink, rec)
+}
+
+#[test]
+fn statement_decision_and_response_back_to_back_become_one_exchange() {
+    let (sink, rec) = held_recorder(6, cfg());
     let stmt = |n: u64| {
         RecordBody::Statement(Statement {
             stmt: n,
@@ -405,14 +411,7 @@ fn prepared_records_count_and_cap_like_the_writer() {
         }
     };
     // Through the recorder (prepared bodies, exchanges)...
-    let (sink, entered) = gated();
-    let w = SessionWriter::new(sink.clone(), header(7), key(1), cap_cfg()).unwrap();
-    while entered.try_recv().is_ok() {}
-    let rec = Recorder::start(w, RecorderConfig::default()).unwrap();
-    set_gate(&sink, false);
-    rec.record(note(0)).unwrap();
-    rec.flush().unwrap();
-    entered.recv_timeout(Duration::from_secs(5)).unwrap();
+    let (sink, rec) = held_recorder(7, cap_cfg());
     for n in 1..=3 {
         for b in bodies(n) {
             rec.record(b).unwrap();
