@@ -65,6 +65,17 @@ pub(crate) enum PreparedKind {
     },
 }
 
+impl PreparedKind {
+    /// The statement the body belongs to.
+    pub(crate) fn stmt(self) -> u64 {
+        match self {
+            Self::Statement { stmt }
+            | Self::Decision { stmt, .. }
+            | Self::Response { stmt, .. } => stmt,
+        }
+    }
+}
+
 impl Prepared {
     pub(crate) fn statement(s: &Statement) -> Self {
         let mut fields = Vec::with_capacity(64 + s.text.len());

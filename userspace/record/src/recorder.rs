@@ -17,7 +17,7 @@
 
 use crate::error::RecordError;
 use crate::json::{write_exchange_body, Prepared, PreparedKind};
-use crate::model::{Action, Gap, RecordBody};
+use crate::model::{Gap, RecordBody};
 use crate::writer::{PreparedEffect, RowCap, SealSummary, SessionWriter, Sink};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{
@@ -347,9 +347,14 @@ const BATCH_TICK: Duration = Duration::from_millis(20);
 /// drain pass: released before the writer sleeps or blocks, so the crash-loss bound holds.
 struct Held {
     ts: OffsetDateTime,
-    stmt: u64,
     statement: Prepared,
-    decision: Option<(OffsetDateTime, Action, Prepared)>,
+    decision: Option<(OffsetDateTime, Prepared)>,
+}
+
+impl Held {
+    fn stmt(&self) -> u64 {
+        self.statement.kind.stmt()
+    }
 }
 
 fn effect(p: &Prepared) -> PreparedEffect {
@@ -381,7 +386,7 @@ fn append_prepared<W: Sink>(
 fn release<W: Sink>(w: &mut SessionWriter<W>, held: &mut Option<Held>) -> Result<(), RecordError> {
     if let Some(h) = held.take() {
         append_prepared(w, h.ts, &h.statement)?;
-        if let Some((ts, _, d)) = &h.decision {
+        if let Some((ts, d)) = &h.decision {
             append_prepared(w, *ts, d)?;
         }
     }
@@ -395,18 +400,17 @@ fn handle_prepared<W: Sink>(
     held: &mut Option<Held>,
 ) -> Result<(), RecordError> {
     match p.kind {
-        PreparedKind::Statement { stmt } => {
+        PreparedKind::Statement { .. } => {
             release(w, held)?;
             *held = Some(Held {
                 ts,
-                stmt,
                 statement: p,
                 decision: None,
             });
         }
-        PreparedKind::Decision { stmt, action } => match held {
-            Some(h) if h.stmt == stmt && h.decision.is_none() => {
-                h.decision = Some((ts, action, p));
+        PreparedKind::Decision { stmt, .. } => match held {
+            Some(h) if h.stmt() == stmt && h.decision.is_none() => {
+                h.decision = Some((ts, p));
             }
             _ => {
                 release(w, held)?;
@@ -414,17 +418,17 @@ fn handle_prepared<W: Sink>(
             }
         },
         PreparedKind::Response { stmt, rows, bytes } => match held.take() {
-            Some(h) if h.stmt == stmt => {
+            Some(h) if h.stmt() == stmt => {
                 let e = PreparedEffect {
                     statement: true,
-                    decision: h.decision.as_ref().map(|d| d.1),
+                    decision: h.decision.as_ref().and_then(|d| effect(&d.1).decision),
                     rows: Some((stmt, rows, bytes)),
                 };
                 w.append_prepared(h.ts, e, |out| {
                     write_exchange_body(
                         out,
                         &h.statement.fields,
-                        h.decision.as_ref().map(|d| d.2.fields.as_slice()),
+                        h.decision.as_ref().map(|d| d.1.fields.as_slice()),
                         &p.fields,
                     );
                 })?;
