@@ -8,25 +8,22 @@
 //! tests check it byte for byte against `serde_json` over every body shape and awkward
 //! strings (control characters, quotes, backslashes, non-ASCII).
 
-use crate::model::{
-    Action, Decision, Exchange, RecordBody, ResponseSummary, Rows, Statement, Truncation,
-};
+use crate::hot::{DecisionRef, ResponseRef, StatementRef};
+use crate::model::{Action, Exchange, RecordBody, Rows, Truncation};
 
-/// Appends the fields of `body` (`,"type":"…",…}`) if it is one of the per-statement
-/// kinds; `false` (and nothing written) otherwise.
 pub(crate) fn write_hot_body(out: &mut Vec<u8>, body: &RecordBody) -> bool {
     match body {
         RecordBody::Statement(s) => {
-            out.extend_from_slice(b",\"type\":\"statement\",");
-            statement(out, s);
+            out.extend_from_slice(STATEMENT_TYPE);
+            statement(out, &s.view());
         }
         RecordBody::Decision(d) => {
-            out.extend_from_slice(b",\"type\":\"decision\",");
-            decision(out, d);
+            out.extend_from_slice(DECISION_TYPE);
+            decision(out, &d.view());
         }
         RecordBody::Response(r) => {
-            out.extend_from_slice(b",\"type\":\"response\",");
-            response(out, r);
+            out.extend_from_slice(RESPONSE_TYPE);
+            response(out, &r.view());
         }
         RecordBody::Exchange(x) => exchange(out, x),
         RecordBody::Rows(r) => rows(out, r),
@@ -36,101 +33,21 @@ pub(crate) fn write_hot_body(out: &mut Vec<u8>, body: &RecordBody) -> bool {
     true
 }
 
-/// A statement, decision or response body serialised ahead of time, on the thread that
-/// produced it (while its strings are still in that core's cache), for the writer to frame,
-/// hash and compress. `fields` are the object's fields from `"stmt":` on, without braces.
-#[derive(Debug)]
-pub(crate) struct Prepared {
-    /// What the body is, with what the writer's totals and row cap need.
-    pub kind: PreparedKind,
-    /// The body's fields.
-    pub fields: Vec<u8>,
-}
+/// What precedes a statement's fields in its own record.
+pub(crate) const STATEMENT_TYPE: &[u8] = b",\"type\":\"statement\",";
+/// What precedes a decision's fields in its own record.
+pub(crate) const DECISION_TYPE: &[u8] = b",\"type\":\"decision\",";
+/// What precedes a response's fields in its own record.
+pub(crate) const RESPONSE_TYPE: &[u8] = b",\"type\":\"response\",";
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum PreparedKind {
-    Statement {
-        stmt: u64,
-    },
-    Decision {
-        stmt: u64,
-        action: Action,
-    },
-    /// A response; `rows`/`bytes` count the result rows it carries, all kept (a response
-    /// whose rows the cap would cut is not prepared).
-    Response {
-        stmt: u64,
-        rows: u64,
-        bytes: u64,
-    },
-}
-
-impl PreparedKind {
-    /// The statement the body belongs to.
-    pub(crate) fn stmt(self) -> u64 {
-        match self {
-            Self::Statement { stmt }
-            | Self::Decision { stmt, .. }
-            | Self::Response { stmt, .. } => stmt,
-        }
-    }
-}
-
-impl Prepared {
-    pub(crate) fn statement(s: &Statement) -> Self {
-        let mut fields = Vec::with_capacity(64 + s.text.len());
-        statement(&mut fields, s);
-        Self {
-            kind: PreparedKind::Statement { stmt: s.stmt },
-            fields,
-        }
-    }
-
-    pub(crate) fn decision(d: &Decision) -> Self {
-        let mut fields = Vec::with_capacity(96);
-        decision(&mut fields, d);
-        Self {
-            kind: PreparedKind::Decision {
-                stmt: d.stmt,
-                action: d.action,
-            },
-            fields,
-        }
-    }
-
-    /// `rows`/`bytes`: the result rows `r` carries (the caller checked the cap keeps them).
-    pub(crate) fn response(r: &ResponseSummary, rows: u64, bytes: u64) -> Self {
-        let mut fields = Vec::with_capacity(128);
-        response(&mut fields, r);
-        Self {
-            kind: PreparedKind::Response {
-                stmt: r.stmt,
-                rows,
-                bytes,
-            },
-            fields,
-        }
-    }
-
-    /// The whole body (`,"type":"…",<fields>}`) after a record prefix.
-    pub(crate) fn write_body(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(match self.kind {
-            PreparedKind::Statement { .. } => b",\"type\":\"statement\",".as_slice(),
-            PreparedKind::Decision { .. } => b",\"type\":\"decision\",",
-            PreparedKind::Response { .. } => b",\"type\":\"response\",",
-        });
-        out.extend_from_slice(&self.fields);
-        out.push(b'}');
-    }
-}
-
-/// An exchange body from prepared statement, decision and response fields: the same bytes
-/// [`write_hot_body`] writes for the equivalent [`Exchange`].
+/// An exchange body from a statement's and a decision's fields serialised earlier (by
+/// [`statement`] and [`decision`]) and the response written here; without the closing `}` of
+/// the record.
 pub(crate) fn write_exchange_body(
     out: &mut Vec<u8>,
     statement: &[u8],
     decision: Option<&[u8]>,
-    response: &[u8],
+    r: &ResponseRef<'_>,
 ) {
     out.extend_from_slice(b",\"type\":\"exchange\",\"statement\":{");
     out.extend_from_slice(statement);
@@ -139,24 +56,24 @@ pub(crate) fn write_exchange_body(
         out.extend_from_slice(d);
     }
     out.extend_from_slice(b"},\"response\":{");
-    out.extend_from_slice(response);
-    out.extend_from_slice(b"}}");
+    response(out, r);
+    out.push(b'}');
 }
 
-// The field writers below write an object's fields from `"stmt":` on, without braces.
-
-fn statement(out: &mut Vec<u8>, s: &Statement) {
+/// A statement's fields (`"stmt":…`), without braces.
+pub(crate) fn statement(out: &mut Vec<u8>, s: &StatementRef<'_>) {
     out.extend_from_slice(b"\"stmt\":");
     u64_(out, s.stmt);
     out.extend_from_slice(b",\"text\":");
-    str_(out, &s.text);
+    str_(out, s.text);
     if !s.params.is_empty() {
         out.extend_from_slice(b",\"params\":");
-        cells(out, &s.params);
+        cells(out, s.params);
     }
 }
 
-fn decision(out: &mut Vec<u8>, d: &Decision) {
+/// A decision's fields, without braces.
+pub(crate) fn decision(out: &mut Vec<u8>, d: &DecisionRef<'_>) {
     out.extend_from_slice(b"\"stmt\":");
     u64_(out, d.stmt);
     out.extend_from_slice(match d.action {
@@ -165,23 +82,24 @@ fn decision(out: &mut Vec<u8>, d: &Decision) {
         Action::Hold => b",\"action\":\"hold\"",
     });
     out.extend_from_slice(b",\"rule\":");
-    opt_str(out, d.rule.as_deref());
+    opt_str(out, d.rule);
     out.extend_from_slice(b",\"approver\":");
-    opt_str(out, d.approver.as_deref());
+    opt_str(out, d.approver);
     if !d.tags.is_empty() {
         out.extend_from_slice(b",\"tags\":");
-        strs(out, &d.tags);
+        strs(out, d.tags);
     }
     out.extend_from_slice(b",\"message\":");
-    opt_str(out, d.message.as_deref());
+    opt_str(out, d.message);
 }
 
-fn response(out: &mut Vec<u8>, r: &ResponseSummary) {
+/// A response's fields, without braces.
+pub(crate) fn response(out: &mut Vec<u8>, r: &ResponseRef<'_>) {
     out.extend_from_slice(b"\"stmt\":");
     u64_(out, r.stmt);
     if !r.columns.is_empty() {
         out.extend_from_slice(b",\"columns\":");
-        strs(out, &r.columns);
+        strs(out, r.columns);
     }
     out.extend_from_slice(b",\"rows\":");
     match r.rows {
@@ -189,14 +107,14 @@ fn response(out: &mut Vec<u8>, r: &ResponseSummary) {
         None => out.extend_from_slice(b"null"),
     }
     out.extend_from_slice(b",\"command_tag\":");
-    opt_str(out, r.command_tag.as_deref());
+    opt_str(out, r.command_tag);
     out.extend_from_slice(b",\"duration_us\":");
     u64_(out, r.duration_us);
     out.extend_from_slice(b",\"error\":");
-    opt_str(out, r.error.as_deref());
+    opt_str(out, r.error);
     if !r.data.is_empty() {
         out.extend_from_slice(b",\"data\":");
-        table(out, &r.data);
+        table(out, r.data);
     }
     if let Some(t) = &r.truncated {
         truncated(out, t);
@@ -205,13 +123,13 @@ fn response(out: &mut Vec<u8>, r: &ResponseSummary) {
 
 fn exchange(out: &mut Vec<u8>, x: &Exchange) {
     out.extend_from_slice(b",\"type\":\"exchange\",\"statement\":{");
-    statement(out, &x.statement);
+    statement(out, &x.statement.view());
     if let Some(d) = &x.decision {
         out.extend_from_slice(b"},\"decision\":{");
-        decision(out, d);
+        decision(out, &d.view());
     }
     out.extend_from_slice(b"},\"response\":{");
-    response(out, &x.response);
+    response(out, &x.response.view());
     out.push(b'}');
 }
 
@@ -322,9 +240,10 @@ fn str_(out: &mut Vec<u8>, s: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{Decision, ResponseSummary, Statement};
 
     #[test]
-    fn prepared_bodies_equal_the_direct_ones() {
+    fn bodies_from_split_fields_equal_the_direct_ones() {
         let st = Statement {
             stmt: 3,
             text: "SELECT \"x\"\n".into(),
@@ -350,21 +269,27 @@ mod tests {
             assert!(write_hot_body(&mut v, b));
             v
         };
-        let prepared = |p: &Prepared| {
+        let fields = |f: &dyn Fn(&mut Vec<u8>)| {
             let mut v = Vec::new();
-            p.write_body(&mut v);
+            f(&mut v);
+            v
+        };
+        let own = |ty: &[u8], f: &dyn Fn(&mut Vec<u8>)| {
+            let mut v = ty.to_vec();
+            f(&mut v);
+            v.push(b'}');
             v
         };
         assert_eq!(
-            prepared(&Prepared::statement(&st)),
+            own(STATEMENT_TYPE, &|o| statement(o, &st.view())),
             direct(&RecordBody::Statement(st.clone()))
         );
         assert_eq!(
-            prepared(&Prepared::decision(&d)),
+            own(DECISION_TYPE, &|o| decision(o, &d.view())),
             direct(&RecordBody::Decision(d.clone()))
         );
         assert_eq!(
-            prepared(&Prepared::response(&r, 1, 1)),
+            own(RESPONSE_TYPE, &|o| response(o, &r.view())),
             direct(&RecordBody::Response(r.clone()))
         );
         for with_decision in [true, false] {
@@ -376,12 +301,13 @@ mod tests {
             let mut v = Vec::new();
             write_exchange_body(
                 &mut v,
-                &Prepared::statement(&st).fields,
+                &fields(&|o| statement(o, &st.view())),
                 with_decision
-                    .then(|| Prepared::decision(&d).fields)
+                    .then(|| fields(&|o| decision(o, &d.view())))
                     .as_deref(),
-                &Prepared::response(&r, 1, 1).fields,
+                &r.view(),
             );
+            v.push(b'}');
             assert_eq!(v, direct(&RecordBody::Exchange(Box::new(x))));
         }
     }

@@ -50,8 +50,10 @@
 //! # Ok::<(), RecordError>(())
 //! ```
 
+mod chain;
 pub mod error;
 pub mod format;
+pub mod hot;
 mod json;
 pub mod key;
 pub mod model;
@@ -65,6 +67,7 @@ pub mod verify;
 pub mod writer;
 
 pub use error::{RecordError, Result};
+pub use hot::{DecisionRef, Hot, ResponseRef, StatementRef};
 pub use key::{HostKey, KeyId, PublicKey};
 pub use model::{
     Action, Approval, ApprovalKind, Decision, End, Exchange, Gap, Identity, Notice, Record,
@@ -72,7 +75,9 @@ pub use model::{
     Truncation,
 };
 pub use reader::{read_session, read_session_bytes, Session};
-pub use recorder::{OnFull, Recorded, Recorder, RecorderConfig, RecorderError, TryRecordError};
+pub use recorder::{
+    OnFull, PutError, Recorded, Recorder, RecorderConfig, RecorderError, TryRecordError,
+};
 pub use render::{
     export_jsonl, list_dir, render_list, replay, show, summarize, transcript, ListFilter,
     SessionSummary,

@@ -1,29 +1,41 @@
-//! Off-the-hot-path recording: a bounded queue feeding a writer thread.
+//! Off-the-hot-path recording. The session task appends its records straight into the
+//! session's [`Chain`] — numbering, hash chain, buffered record lines — under a mutex that the
+//! writer thread takes only a few times per second; the writer thread compresses, signs and
+//! writes the segments cut from it, and seals on [`Recorder::finish`]. A record costs the
+//! session its serialisation and one SHA-256 over bytes still in its cache: no allocation, no
+//! queue message, no wake-up of another thread.
 //!
-//! The session task hands records to [`Recorder`]; a dedicated std thread
-//! owns the [`SessionWriter`], cuts a segment whenever the flush interval has
-//! passed with records pending, and seals on [`Recorder::finish`].
+//! Segments are cut
+//! - by the writer thread once the flush interval (1 s) has passed since the oldest record not
+//!   yet cut: the crash-loss bound;
+//! - by the session when half the queue capacity (in records) or the segment size limit is
+//!   buffered, and on [`Recorder::flush`].
 //!
-//! When the queue is full, [`OnFull`] decides:
-//! - `Block` (default, fail closed): [`Recorder::record`] blocks until there
-//!   is room. **Do not call it on an async executor thread**: call it from
-//!   `spawn_blocking`, or use [`Recorder::try_record`] (never blocks, gives
-//!   the record back when full) and wait/retry asynchronously yourself.
-//! - `Drop`: the record is discarded and counted; the writer writes a
-//!   [`crate::Gap`] record with the count before the next record. Never silent.
+//! Cut segments wait for the writer thread. Records buffered or waiting count against the queue
+//! capacity; when it is reached, [`OnFull`] decides:
+//! - `Block` (default, fail closed): [`Recorder::record`] waits until the writer has taken the
+//!   waiting segments. **Do not call it on an async executor thread**: call it from
+//!   `spawn_blocking`, or use [`Recorder::try_put`] / [`Recorder::try_record`] (they never
+//!   block) and [`Recorder::wait_for_room`] the way the daemon does.
+//! - `Drop`: the record is discarded and counted; a [`crate::Gap`] record with the count is
+//!   written before the next record. Never silent.
+//!
+//! A statement (and its decision) is held back until its response: when the response is the
+//! next record, the three are written as one `exchange` record. The hold ends at the next cut
+//! at the latest, so the crash-loss bound holds; any other record ends it too, so the order of
+//! records is exactly the order they were recorded in.
 //!
 //! If the writer fails (disk full, I/O error) every later call returns
 //! [`RecorderError::WriterFailed`]: the daemon must then block the session.
 
+use crate::chain::{Chain, Cut};
 use crate::error::RecordError;
-use crate::json::{write_exchange_body, Prepared, PreparedKind};
-use crate::model::{Gap, RecordBody};
-use crate::writer::{PreparedEffect, RowCap, SealSummary, SessionWriter, Sink};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{
-    sync_channel, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError,
-};
-use std::sync::{Arc, Mutex};
+use crate::hot::Hot;
+use crate::json;
+use crate::model::{Action, Gap, RecordBody};
+use crate::writer::{SealSummary, SegmentOut, SessionWriter, Sink};
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use time::OffsetDateTime;
@@ -41,7 +53,7 @@ pub enum OnFull {
 /// Recorder settings.
 #[derive(Clone, Copy, Debug)]
 pub struct RecorderConfig {
-    /// Queue capacity in records. Default 4096.
+    /// Records buffered or waiting for the writer thread, at most. Default 4096.
     pub queue: usize,
     /// Queue-full behaviour.
     pub on_full: OnFull,
@@ -73,7 +85,7 @@ pub enum RecorderError {
 /// What [`Recorder::record`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Recorded {
-    /// Queued for writing.
+    /// Appended for writing.
     Queued,
     /// Dropped (queue full, `OnFull::Drop`); counted into a gap record.
     Dropped,
@@ -88,27 +100,188 @@ pub enum TryRecordError {
     Failed(RecorderError),
 }
 
-enum Msg {
-    Record(OffsetDateTime, RecordBody),
-    /// A body serialised by the caller (see [`Prepared`]).
-    Pre(OffsetDateTime, Prepared),
-    Flush,
-    Finish(OffsetDateTime, String),
+/// Error of [`Recorder::try_put`].
+#[derive(Debug)]
+pub enum PutError {
+    /// The queue is full (`OnFull::Block`): [`Recorder::wait_for_room`], then put again.
+    Full,
+    /// The writer failed.
+    Failed(RecorderError),
 }
 
-type Failure = Arc<Mutex<Option<String>>>;
+/// The held statement, its buffers reused from one statement to the next.
+struct Open {
+    active: bool,
+    stmt: u64,
+    ts: OffsetDateTime,
+    /// Its fields, serialised when it arrived (its strings were then in this core's cache).
+    statement: Vec<u8>,
+    decision: Option<(OffsetDateTime, Action)>,
+    decision_fields: Vec<u8>,
+}
 
-/// Handle to a session's writer thread.
+enum Ending {
+    Finish(OffsetDateTime, String),
+    Dropped,
+}
+
+struct State {
+    chain: Chain,
+    open: Open,
+    /// Cut segments the writer has not taken yet.
+    ready: VecDeque<Cut>,
+    ready_records: u64,
+    /// When the oldest record not yet cut arrived.
+    pending_since: Option<Instant>,
+    dropped: u64,
+    failed: Option<String>,
+    ending: Option<Ending>,
+    /// Written payload buffers, recycled.
+    spare: Vec<Vec<u8>>,
+    /// The writer waits on `work` (notify only then: a notify is a syscall).
+    writer_waiting: bool,
+    /// Sessions waiting on `room`.
+    room_waiters: u32,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    work: Condvar,
+    room: Condvar,
+    queue: u64,
+    cut_at: u32,
+    max_bytes: usize,
+    interval: Duration,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn full(&self, st: &State) -> bool {
+        st.ready_records + u64::from(st.chain.pending()) + u64::from(st.open.active) >= self.queue
+    }
+
+    fn wake_writer(&self, st: &mut State) {
+        if st.writer_waiting {
+            st.writer_waiting = false;
+            self.work.notify_one();
+        }
+    }
+
+    /// After an append: starts the flush clock, and cuts when enough is buffered.
+    fn appended(&self, st: &mut State) {
+        if st.pending_since.is_none() && (st.chain.pending() > 0 || st.open.active) {
+            st.pending_since = Some(Instant::now());
+            self.wake_writer(st);
+        }
+        if st.chain.pending() >= self.cut_at || st.chain.buffered() >= self.max_bytes {
+            st.cut();
+            self.wake_writer(st);
+        }
+    }
+}
+
+impl State {
+    /// Writes a held statement (and decision) as separate records.
+    fn release(&mut self) -> Result<(), RecordError> {
+        if !self.open.active {
+            return Ok(());
+        }
+        self.open.active = false;
+        self.chain
+            .statement_fields(self.open.ts, &self.open.statement)?;
+        if let Some((ts, action)) = self.open.decision.take() {
+            self.chain
+                .decision_fields(ts, action, &self.open.decision_fields)?;
+        }
+        Ok(())
+    }
+
+    /// Records were dropped since the last append: a gap record says how many, in place.
+    fn gap(&mut self, ts: OffsetDateTime) -> Result<(), RecordError> {
+        if self.dropped == 0 {
+            return Ok(());
+        }
+        self.release()?;
+        let dropped = std::mem::take(&mut self.dropped);
+        self.chain.append(ts, RecordBody::Gap(Gap { dropped }))
+    }
+
+    fn holds(&self, stmt: u64) -> bool {
+        self.open.active && self.open.stmt == stmt
+    }
+
+    fn put(&mut self, ts: OffsetDateTime, item: Hot<'_>) -> Result<(), RecordError> {
+        self.gap(ts)?;
+        match item {
+            Hot::Statement(s) => {
+                self.release()?;
+                let o = &mut self.open;
+                o.statement.clear();
+                json::statement(&mut o.statement, &s);
+                o.stmt = s.stmt;
+                o.ts = ts;
+                o.decision = None;
+                o.active = true;
+            }
+            Hot::Decision(d) if self.holds(d.stmt) && self.open.decision.is_none() => {
+                let o = &mut self.open;
+                o.decision_fields.clear();
+                json::decision(&mut o.decision_fields, &d);
+                o.decision = Some((ts, d.action));
+            }
+            Hot::Response(r) if self.holds(r.stmt) => {
+                let Self { chain, open, .. } = self;
+                open.active = false;
+                let d = open
+                    .decision
+                    .take()
+                    .map(|(_, a)| (a, open.decision_fields.as_slice()));
+                chain.exchange(open.ts, &open.statement, d, &r)?;
+            }
+            Hot::Decision(d) => {
+                self.release()?;
+                self.chain.decision(ts, &d)?;
+            }
+            Hot::Response(r) => {
+                self.release()?;
+                self.chain.response(ts, &r)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn put_body(&mut self, ts: OffsetDateTime, body: RecordBody) -> Result<(), RecordError> {
+        match &body {
+            RecordBody::Statement(s) => return self.put(ts, Hot::Statement(s.view())),
+            RecordBody::Decision(d) => return self.put(ts, Hot::Decision(d.view())),
+            RecordBody::Response(r) => return self.put(ts, Hot::Response(r.view())),
+            _ => {}
+        }
+        self.gap(ts)?;
+        self.release()?;
+        self.chain.append(ts, body)
+    }
+
+    /// Moves the buffered records to the writer's queue.
+    fn cut(&mut self) {
+        if let Some(c) = self.chain.cut(self.spare.pop().unwrap_or_default()) {
+            self.ready_records += u64::from(c.count);
+            self.ready.push_back(c);
+        }
+        self.pending_since = self.open.active.then(Instant::now);
+    }
+}
+
+/// Handle to a session's recording.
 pub struct Recorder {
-    tx: Option<SyncSender<Msg>>,
-    dropped: Arc<AtomicU64>,
-    failure: Failure,
+    shared: Arc<Shared>,
     thread: Option<JoinHandle<Result<SealSummary, RecordError>>>,
     on_full: OnFull,
-    row_cap: RowCap,
-    /// 1 + the statement of the last `rows` record queued (0: none): a response of that
-    /// statement meets a row cap already in use, so the writer must apply it.
-    rows_stmt: AtomicU64,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -120,94 +293,141 @@ impl std::fmt::Debug for Recorder {
 }
 
 impl Recorder {
-    /// Starts the writer thread for `writer`.
+    /// Takes over `writer`: its chain is shared with the caller, its output goes to a new
+    /// writer thread.
     ///
     /// # Errors
-    /// [`RecorderError::Spawn`] if the thread cannot be created.
+    /// [`RecorderError::Spawn`] if the thread cannot be created;
+    /// [`RecorderError::WriterFailed`] if the writer's output was already taken.
     pub fn start<W: Sink + Send + 'static>(
         writer: SessionWriter<W>,
         cfg: RecorderConfig,
     ) -> Result<Self, RecorderError> {
-        let row_cap = writer.row_cap();
-        let (tx, rx) = sync_channel(cfg.queue.max(1));
-        let dropped = Arc::new(AtomicU64::new(0));
-        let failure: Failure = Arc::default();
-        let (d, fl) = (Arc::clone(&dropped), Arc::clone(&failure));
+        let (chain, out, wcfg, closed) = writer.into_parts();
+        let out = out.ok_or_else(|| RecorderError::WriterFailed("sink already taken".into()))?;
+        let queue = cfg.queue.max(1) as u64;
+        let pending = chain.pending() > 0;
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                chain,
+                open: Open {
+                    active: false,
+                    stmt: 0,
+                    ts: OffsetDateTime::UNIX_EPOCH,
+                    statement: Vec::new(),
+                    decision: None,
+                    decision_fields: Vec::new(),
+                },
+                ready: VecDeque::new(),
+                ready_records: 0,
+                pending_since: pending.then(Instant::now),
+                dropped: 0,
+                failed: closed,
+                ending: None,
+                spare: Vec::new(),
+                writer_waiting: false,
+                room_waiters: 0,
+            }),
+            work: Condvar::new(),
+            room: Condvar::new(),
+            queue,
+            cut_at: u32::try_from((queue / 2).max(1)).unwrap_or(u32::MAX),
+            max_bytes: wcfg.max_segment_bytes,
+            interval: wcfg.flush_interval,
+        });
+        let sh = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
-            .name(format!("dbw-rec-{}", &writer.session_id().to_string()[..8]))
-            .spawn(move || {
-                let r = run(writer, &rx, &d);
-                if let Err(e) = &r {
-                    *fl.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
-                        Some(error_chain(e));
-                }
-                r
-            })
+            .name(format!("dbw-rec-{}", &out.session().to_string()[..8]))
+            .spawn(move || run(&sh, out))
             .map_err(RecorderError::Spawn)?;
         Ok(Self {
-            tx: Some(tx),
-            dropped,
-            failure,
+            shared,
             thread: Some(thread),
             on_full: cfg.on_full,
-            row_cap,
-            rows_stmt: AtomicU64::new(0),
         })
     }
 
-    /// Serialises a statement, decision or response here, on the caller's thread, while its
-    /// strings are still in this core's cache: the writer thread then reads one contiguous
-    /// buffer instead of chasing a dozen cold allocations. A response whose rows the cap
-    /// might cut is left to the writer, which keeps the cap's state.
-    fn prepare(&self, body: &RecordBody) -> Option<Prepared> {
-        match body {
-            RecordBody::Statement(s) => Some(Prepared::statement(s)),
-            RecordBody::Decision(d) => Some(Prepared::decision(d)),
-            RecordBody::Response(r) => {
-                if r.data.is_empty() {
-                    return Some(Prepared::response(r, 0, 0));
-                }
-                if self.rows_stmt.load(Ordering::Relaxed) == r.stmt.wrapping_add(1) {
-                    return None;
-                }
-                let rows = r.data.len() as u64;
-                let bytes: u64 = r
-                    .data
-                    .iter()
-                    .flatten()
-                    .map(|c| c.as_ref().map_or(0, |v| v.len() as u64))
-                    .sum();
-                (rows <= self.row_cap.max_rows && bytes <= self.row_cap.max_bytes)
-                    .then(|| Prepared::response(r, rows, bytes))
-            }
-            RecordBody::Rows(r) => {
-                self.rows_stmt
-                    .store(r.stmt.wrapping_add(1), Ordering::Relaxed);
-                None
-            }
-            _ => None,
+    fn failed(st: &State) -> RecorderError {
+        RecorderError::WriterFailed(
+            st.failed
+                .clone()
+                .unwrap_or_else(|| "writer thread stopped".into()),
+        )
+    }
+
+    /// Appends, or says why not: `Ok(None)` appended, `Ok(Some(Dropped))` dropped in Drop
+    /// mode, `Err(None)` full in Block mode.
+    fn append(
+        &self,
+        st: &mut State,
+        put: impl FnOnce(&mut State) -> Result<(), RecordError>,
+    ) -> Result<Recorded, Option<RecorderError>> {
+        if st.failed.is_some() {
+            return Err(Some(Self::failed(st)));
         }
-    }
-
-    fn message(&self, ts: OffsetDateTime, body: RecordBody) -> Msg {
-        match self.prepare(&body) {
-            Some(p) => Msg::Pre(ts, p),
-            None => Msg::Record(ts, body),
+        if self.shared.full(st) {
+            return match self.on_full {
+                OnFull::Drop => {
+                    st.dropped += 1;
+                    Ok(Recorded::Dropped)
+                }
+                OnFull::Block => Err(None),
+            };
         }
+        if let Err(e) = put(st) {
+            st.failed = Some(error_chain(&e));
+            return Err(Some(Self::failed(st)));
+        }
+        self.shared.appended(st);
+        Ok(Recorded::Queued)
     }
 
-    fn failed(&self) -> RecorderError {
-        let why = self
-            .failure
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-            .unwrap_or_else(|| "writer thread stopped".into());
-        RecorderError::WriterFailed(why)
+    /// Records a statement, decision or response straight from borrowed data, stamped now.
+    /// Never blocks: with `OnFull::Block` a full queue gives [`PutError::Full`] (call
+    /// [`Self::wait_for_room`] where blocking is allowed, then put again); with `OnFull::Drop`
+    /// the record is dropped and counted.
+    ///
+    /// # Errors
+    /// [`PutError::Full`] or [`PutError::Failed`].
+    pub fn try_put(&self, item: Hot<'_>) -> Result<Recorded, PutError> {
+        let ts = OffsetDateTime::now_utc();
+        let mut st = self.shared.lock();
+        self.append(&mut st, |st| st.put(ts, item))
+            .map_err(|e| e.map_or(PutError::Full, PutError::Failed))
     }
 
-    fn sender(&self) -> Result<&SyncSender<Msg>, RecorderError> {
-        self.tx.as_ref().ok_or_else(|| self.failed())
+    /// Waits until the queue has room (or the writer failed). Blocking.
+    ///
+    /// # Errors
+    /// [`RecorderError::WriterFailed`].
+    pub fn wait_for_room(&self) -> Result<(), RecorderError> {
+        let mut st = self.shared.lock();
+        loop {
+            if st.failed.is_some() {
+                return Err(Self::failed(&st));
+            }
+            if !self.shared.full(&st) {
+                return Ok(());
+            }
+            if st.ready.is_empty() {
+                // Full with nothing for the writer (a queue of one holding a statement):
+                // hand it what is held.
+                let ts = OffsetDateTime::now_utc();
+                if let Err(e) = st.release().and_then(|()| st.gap(ts)) {
+                    st.failed = Some(error_chain(&e));
+                    continue;
+                }
+                st.cut();
+            }
+            st.room_waiters += 1;
+            self.shared.wake_writer(&mut st);
+            st = self
+                .shared
+                .room
+                .wait(st)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            st.room_waiters -= 1;
+        }
     }
 
     /// Records `body` stamped now. With `OnFull::Block` this may block (see
@@ -228,21 +448,20 @@ impl Recorder {
         ts: OffsetDateTime,
         body: RecordBody,
     ) -> Result<Recorded, RecorderError> {
-        let tx = self.sender()?;
-        let msg = self.message(ts, body);
-        match self.on_full {
-            OnFull::Block => tx
-                .send(msg)
-                .map(|()| Recorded::Queued)
-                .map_err(|_| self.failed()),
-            OnFull::Drop => match tx.try_send(msg) {
-                Ok(()) => Ok(Recorded::Queued),
-                Err(TrySendError::Full(_)) => {
-                    self.dropped.fetch_add(1, Ordering::Relaxed);
-                    Ok(Recorded::Dropped)
+        let mut body = Some(body);
+        loop {
+            {
+                let mut st = self.shared.lock();
+                match self.append(&mut st, |st| match body.take() {
+                    Some(b) => st.put_body(ts, b),
+                    None => Ok(()),
+                }) {
+                    Ok(r) => return Ok(r),
+                    Err(Some(e)) => return Err(e),
+                    Err(None) => {}
                 }
-                Err(TrySendError::Disconnected(_)) => Err(self.failed()),
-            },
+            }
+            self.wait_for_room()?;
         }
     }
 
@@ -253,288 +472,159 @@ impl Recorder {
     /// # Errors
     /// [`TryRecordError::Full`] or [`TryRecordError::Failed`].
     pub fn try_record(&self, body: RecordBody) -> Result<(), TryRecordError> {
-        let tx = self.sender().map_err(TryRecordError::Failed)?;
         let ts = OffsetDateTime::now_utc();
-        let sent = match self.prepare(&body) {
-            // The body is kept until the send succeeds, to be handed back when the queue is full.
-            Some(p) => tx.try_send(Msg::Pre(ts, p)).map_err(|e| match e {
-                TrySendError::Full(_) => Some(body),
-                TrySendError::Disconnected(_) => None,
-            }),
-            None => tx.try_send(Msg::Record(ts, body)).map_err(|e| match e {
-                TrySendError::Full(Msg::Record(_, b)) => Some(b),
-                _ => None,
-            }),
-        };
-        match sent {
-            Ok(()) => Ok(()),
-            Err(Some(b)) => Err(TryRecordError::Full(Box::new(b))),
-            Err(None) => Err(TryRecordError::Failed(self.failed())),
+        let mut st = self.shared.lock();
+        if st.failed.is_some() {
+            return Err(TryRecordError::Failed(Self::failed(&st)));
+        }
+        if self.shared.full(&st) {
+            return Err(TryRecordError::Full(Box::new(body)));
+        }
+        match self.append(&mut st, |st| st.put_body(ts, body)) {
+            Ok(_) | Err(None) => Ok(()),
+            Err(Some(e)) => Err(TryRecordError::Failed(e)),
         }
     }
 
     /// Counts records the caller gave up on; they appear as a gap record.
     pub fn note_dropped(&self, n: u64) {
-        self.dropped.fetch_add(n, Ordering::Relaxed);
+        self.shared.lock().dropped += n;
     }
 
     /// Records dropped and not yet written as a gap.
     pub fn pending_dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+        self.shared.lock().dropped
     }
 
-    /// Asks the writer to cut a segment now (blocks while the queue is full).
+    /// Cuts a segment now (a held statement included) for the writer thread to write.
     ///
     /// # Errors
     /// [`RecorderError::WriterFailed`].
     pub fn flush(&self) -> Result<(), RecorderError> {
-        self.sender()?.send(Msg::Flush).map_err(|_| self.failed())
+        let mut st = self.shared.lock();
+        if st.failed.is_some() {
+            return Err(Self::failed(&st));
+        }
+        let ts = OffsetDateTime::now_utc();
+        if let Err(e) = st.release().and_then(|()| st.gap(ts)) {
+            st.failed = Some(error_chain(&e));
+            return Err(Self::failed(&st));
+        }
+        st.cut();
+        self.shared.wake_writer(&mut st);
+        Ok(())
     }
 
-    /// Ends the session: drains the queue, writes a gap for pending drops, the
-    /// end record with `reason`, and the seal; joins the writer thread.
+    /// Ends the session: the writer writes what is pending, a gap for pending drops, the end
+    /// record with `reason` and the seal; joins the writer thread.
     /// Blocking: call from `spawn_blocking` in async code.
     ///
     /// # Errors
     /// [`RecorderError::WriterFailed`] / [`RecorderError::Seal`].
     pub fn finish(mut self, reason: &str) -> Result<SealSummary, RecorderError> {
-        let tx = self.tx.take().ok_or_else(|| self.failed())?;
-        let sent = tx.send(Msg::Finish(OffsetDateTime::now_utc(), reason.to_owned()));
-        drop(tx);
+        {
+            let mut st = self.shared.lock();
+            st.ending = Some(Ending::Finish(OffsetDateTime::now_utc(), reason.to_owned()));
+            self.shared.wake_writer(&mut st);
+        }
         let joined = self.thread.take().map(JoinHandle::join);
         match joined {
-            Some(Ok(Ok(s))) if sent.is_ok() => Ok(s),
+            Some(Ok(Ok(s))) => Ok(s),
             Some(Ok(Err(e))) => Err(RecorderError::Seal(e)),
             Some(Err(_)) => Err(RecorderError::WriterFailed("writer thread panicked".into())),
-            _ => Err(self.failed()),
+            None => Err(Self::failed(&self.shared.lock())),
         }
     }
 }
 
 impl Drop for Recorder {
-    /// Dropping without [`Recorder::finish`] (a panicking session task, say)
-    /// closes the queue; the writer thread drains it and seals with reason
-    /// "recorder dropped without finish" in the background.
+    /// Dropping without [`Recorder::finish`] (a panicking session task, say) lets the writer
+    /// thread write what is pending and seal with reason "recorder dropped without finish" in
+    /// the background.
     fn drop(&mut self) {
-        self.tx.take();
-    }
-}
-
-fn write_gap<W: Sink>(w: &mut SessionWriter<W>, dropped: &AtomicU64) -> Result<(), RecordError> {
-    // A plain load first: the common case (nothing dropped) then costs no
-    // read-modify-write on a cache line the session side also touches.
-    if dropped.load(Ordering::Relaxed) == 0 {
-        return Ok(());
-    }
-    let n = dropped.swap(0, Ordering::Relaxed);
-    if n > 0 {
-        w.append(
-            OffsetDateTime::now_utc(),
-            RecordBody::Gap(Gap { dropped: n }),
-        )?;
-    }
-    Ok(())
-}
-
-/// While records keep arriving, the writer drains the queue in batches and sleeps this long
-/// between batches instead of blocking in `recv`: a sender then never has to wake the writer
-/// thread (a futex wake and a context switch per record cost more than writing the record).
-/// When the queue is found empty the writer blocks again, so an idle session costs nothing.
-const BATCH_TICK: Duration = Duration::from_millis(20);
-
-/// A statement (and its decision) held back while the queue is drained, so that when its
-/// response is the next record they are written as one exchange record. Held only within one
-/// drain pass: released before the writer sleeps or blocks, so the crash-loss bound holds.
-struct Held {
-    ts: OffsetDateTime,
-    statement: Prepared,
-    decision: Option<(OffsetDateTime, Prepared)>,
-}
-
-impl Held {
-    fn stmt(&self) -> u64 {
-        self.statement.kind.stmt()
-    }
-}
-
-fn effect(p: &Prepared) -> PreparedEffect {
-    match p.kind {
-        PreparedKind::Statement { .. } => PreparedEffect {
-            statement: true,
-            ..PreparedEffect::default()
-        },
-        PreparedKind::Decision { action, .. } => PreparedEffect {
-            decision: Some(action),
-            ..PreparedEffect::default()
-        },
-        PreparedKind::Response { stmt, rows, bytes } => PreparedEffect {
-            rows: Some((stmt, rows, bytes)),
-            ..PreparedEffect::default()
-        },
-    }
-}
-
-fn append_prepared<W: Sink>(
-    w: &mut SessionWriter<W>,
-    ts: OffsetDateTime,
-    p: &Prepared,
-) -> Result<(), RecordError> {
-    w.append_prepared(ts, effect(p), |out| p.write_body(out))
-}
-
-/// Writes a held statement (and decision) as separate records.
-fn release<W: Sink>(w: &mut SessionWriter<W>, held: &mut Option<Held>) -> Result<(), RecordError> {
-    if let Some(h) = held.take() {
-        append_prepared(w, h.ts, &h.statement)?;
-        if let Some((ts, d)) = &h.decision {
-            append_prepared(w, *ts, d)?;
-        }
-    }
-    Ok(())
-}
-
-fn handle_prepared<W: Sink>(
-    w: &mut SessionWriter<W>,
-    ts: OffsetDateTime,
-    p: Prepared,
-    held: &mut Option<Held>,
-) -> Result<(), RecordError> {
-    match p.kind {
-        PreparedKind::Statement { .. } => {
-            release(w, held)?;
-            *held = Some(Held {
-                ts,
-                statement: p,
-                decision: None,
-            });
-        }
-        PreparedKind::Decision { stmt, .. } => match held {
-            Some(h) if h.stmt() == stmt && h.decision.is_none() => {
-                h.decision = Some((ts, p));
+        if self.thread.is_some() {
+            let mut st = self.shared.lock();
+            if st.ending.is_none() {
+                st.ending = Some(Ending::Dropped);
             }
-            _ => {
-                release(w, held)?;
-                append_prepared(w, ts, &p)?;
-            }
-        },
-        PreparedKind::Response { stmt, rows, bytes } => match held.take() {
-            Some(h) if h.stmt() == stmt => {
-                let e = PreparedEffect {
-                    statement: true,
-                    decision: h.decision.as_ref().and_then(|d| effect(&d.1).decision),
-                    rows: Some((stmt, rows, bytes)),
-                };
-                w.append_prepared(h.ts, e, |out| {
-                    write_exchange_body(
-                        out,
-                        &h.statement.fields,
-                        h.decision.as_ref().map(|d| d.1.fields.as_slice()),
-                        &p.fields,
-                    );
-                })?;
-            }
-            other => {
-                *held = other;
-                release(w, held)?;
-                append_prepared(w, ts, &p)?;
-            }
-        },
+            self.shared.wake_writer(&mut st);
+        }
     }
-    Ok(())
 }
 
-fn handle<W: Sink>(
-    w: &mut SessionWriter<W>,
-    msg: Msg,
-    dropped: &AtomicU64,
-    held: &mut Option<Held>,
-) -> Result<Option<SealSummary>, RecordError> {
-    if dropped.load(Ordering::Relaxed) != 0 {
-        // Records were dropped after the held one was queued: keep the order exact.
-        release(w, held)?;
-        write_gap(w, dropped)?;
+/// The writer thread.
+fn run<W: Sink>(sh: &Shared, mut out: SegmentOut<W>) -> Result<SealSummary, RecordError> {
+    let r = write_until_sealed(sh, &mut out);
+    if let Err(e) = &r {
+        let mut st = sh.lock();
+        st.failed.get_or_insert_with(|| error_chain(e));
+        sh.room.notify_all();
     }
-    match msg {
-        Msg::Pre(ts, p) => handle_prepared(w, ts, p, held)?,
-        // Statements and decisions are always prepared by the sender; these arms only keep
-        // the writer correct whatever it is handed.
-        Msg::Record(ts, RecordBody::Statement(s)) => {
-            handle_prepared(w, ts, Prepared::statement(&s), held)?;
-        }
-        Msg::Record(ts, RecordBody::Decision(d)) => {
-            handle_prepared(w, ts, Prepared::decision(&d), held)?;
-        }
-        Msg::Record(ts, body) => {
-            release(w, held)?;
-            write_gap(w, dropped)?;
-            w.append(ts, body)?;
-        }
-        Msg::Flush => {
-            release(w, held)?;
-            write_gap(w, dropped)?;
-            w.flush_segment()?;
-        }
-        Msg::Finish(ts, reason) => {
-            release(w, held)?;
-            write_gap(w, dropped)?;
-            return w.seal(ts, &reason).map(Some);
-        }
-    }
-    Ok(None)
+    r
 }
 
-fn run<W: Sink>(
-    mut w: SessionWriter<W>,
-    rx: &Receiver<Msg>,
-    dropped: &AtomicU64,
+fn write_until_sealed<W: Sink>(
+    sh: &Shared,
+    out: &mut SegmentOut<W>,
 ) -> Result<SealSummary, RecordError> {
-    let mut held = None;
+    let mut st = sh.lock();
     loop {
-        let timeout = w.flush_deadline().map_or(Duration::from_secs(3600), |d| {
-            d.saturating_duration_since(Instant::now())
-        });
-        // Idle: block until something arrives (or a flush is due).
-        match rx.recv_timeout(timeout) {
-            Ok(msg) => {
-                if let Some(s) = handle(&mut w, msg, dropped, &mut held)? {
-                    return Ok(s);
+        if !st.ready.is_empty() {
+            let batch: Vec<Cut> = st.ready.drain(..).collect();
+            st.ready_records = 0;
+            if st.room_waiters > 0 {
+                sh.room.notify_all();
+            }
+            drop(st);
+            let mut written = Vec::with_capacity(batch.len());
+            for cut in batch {
+                out.write(&cut)?;
+                written.push(cut.raw);
+            }
+            st = sh.lock();
+            for raw in written {
+                if st.spare.len() < 2 {
+                    st.spare.push(raw);
                 }
             }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => {
-                write_gap(&mut w, dropped)?;
-                return w.seal(OffsetDateTime::now_utc(), "recorder dropped without finish");
+            continue;
+        }
+        if let Some(ending) = st.ending.take() {
+            let (ts, reason) = match ending {
+                Ending::Finish(ts, reason) => (ts, reason),
+                Ending::Dropped => (
+                    OffsetDateTime::now_utc(),
+                    "recorder dropped without finish".to_owned(),
+                ),
+            };
+            st.release()?;
+            st.gap(ts)?;
+            let totals = st.chain.totals();
+            let sig = st.chain.seal(&out.session(), out.key(), ts, &reason)?;
+            st.cut();
+            while let Some(cut) = st.ready.pop_front() {
+                out.write(&cut)?;
+            }
+            st.failed = Some("session is sealed".into());
+            return out.sealed(&st.chain, sig, totals);
+        }
+        let now = Instant::now();
+        match st.pending_since {
+            Some(since) if now >= since + sh.interval => {
+                st.release()?;
+                st.cut();
+            }
+            since => {
+                let wait = since.map_or(Duration::from_secs(3600), |s| s + sh.interval - now);
+                st.writer_waiting = true;
+                st = sh
+                    .work
+                    .wait_timeout(st, wait)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .0;
+                st.writer_waiting = false;
             }
         }
-        // Busy: drain in batches, sleeping between them, until the queue is found empty.
-        loop {
-            let mut got = 0usize;
-            loop {
-                match rx.try_recv() {
-                    Ok(msg) => {
-                        got += 1;
-                        if let Some(s) = handle(&mut w, msg, dropped, &mut held)? {
-                            return Ok(s);
-                        }
-                    }
-                    Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Disconnected) => {
-                        release(&mut w, &mut held)?;
-                        write_gap(&mut w, dropped)?;
-                        return w
-                            .seal(OffsetDateTime::now_utc(), "recorder dropped without finish");
-                    }
-                }
-            }
-            // Nothing is held across a sleep.
-            release(&mut w, &mut held)?;
-            w.flush_if_due(Instant::now())?;
-            if got == 0 {
-                break;
-            }
-            std::thread::sleep(BATCH_TICK);
-        }
-        w.flush_if_due(Instant::now())?;
     }
 }
 

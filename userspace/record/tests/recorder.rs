@@ -358,10 +358,11 @@ fn statement_decision_and_response_back_to_back_become_one_exchange() {
     assert_eq!(sum.records, 13);
 }
 
-/// Bodies serialised by the sender count exactly as the writer would count them itself, and
-/// the row cap still cuts what it must, whichever path a response takes.
+/// Records put through the recorder (held statements, exchanges) count exactly as the writer
+/// counts them appended one by one, and the row cap cuts what it must, whichever record a
+/// response ends up in.
 #[test]
-fn prepared_records_count_and_cap_like_the_writer() {
+fn recorded_exchanges_count_and_cap_like_the_writer() {
     let cap_cfg = || WriterConfig {
         row_cap: RowCap {
             max_rows: 2,
@@ -393,9 +394,9 @@ fn prepared_records_count_and_cap_like_the_writer() {
             })
         };
         match n {
-            // Three rows: over the cap, so the writer cuts the response's rows.
+            // Three rows: over the cap, so the exchange's response is cut.
             1 => vec![stmt, resp(vec![row("a"), row("b"), row("c")])],
-            // Two rows: prepared and merged, all kept.
+            // Two rows: merged, all kept.
             2 => vec![stmt, deny, resp(vec![row("a"), row("b")])],
             // Rows first, then a response carrying more: the cap already in use cuts it.
             _ => vec![
@@ -410,7 +411,7 @@ fn prepared_records_count_and_cap_like_the_writer() {
             ],
         }
     };
-    // Through the recorder (prepared bodies, exchanges)...
+    // Through the recorder (exchanges)...
     let (sink, rec) = held_recorder(7, cap_cfg());
     for n in 1..=3 {
         for b in bodies(n) {
@@ -446,8 +447,7 @@ fn prepared_records_count_and_cap_like_the_writer() {
         [
             "header",
             "notice",
-            "statement",
-            "response",
+            "exchange",
             "exchange",
             "statement",
             "rows",

@@ -382,11 +382,11 @@ async fn client_to_server(
                             stmt,
                             &sql,
                             action,
-                            Some(decision.verdict.rule.clone()),
+                            Some(decision.verdict.rule.as_str()),
                             // For an allow the rule says it all.
                             (action != dbwarden_record::Action::Allow)
-                                .then(|| decision.verdict.message.clone()),
-                            decision.verdict.tags.clone(),
+                                .then_some(decision.verdict.message.as_str()),
+                            &decision.verdict.tags,
                         );
                     }
                     let verdict = if let dbwarden_policy::Action::RequireApproval { timeout } =

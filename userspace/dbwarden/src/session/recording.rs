@@ -12,8 +12,9 @@ use std::{
 use dbwarden_mask::Masker;
 use dbwarden_record::{
     self as record,
-    model::{Decision, Notice, ResponseSummary, Rows, Statement},
-    Action, RecordBody, Recorder, SessionHeader, SessionId,
+    model::{Notice, Rows},
+    Action, DecisionRef, Hot, RecordBody, Recorder, ResponseRef, SessionHeader, SessionId,
+    StatementRef,
 };
 use dbwarden_wire_pg::{
     proxy::{Outcome, ResultContext},
@@ -50,6 +51,8 @@ struct Inner {
     /// over with the same text, which is then masked once.
     /// Raw and masked text, reused across statements (simple queries change every time).
     last_sql: (String, String),
+    /// The last long statement text, masked.
+    long: String,
     started: HashMap<u64, Instant>,
     rows: HashMap<u64, RowAcc>,
     params: HashMap<String, Vec<Option<String>>>,
@@ -116,6 +119,27 @@ impl SessionRecording {
         }
     }
 
+    /// Records a statement, decision or response from borrowed data. With a full queue and
+    /// the block behaviour the calling worker thread waits (block_in_place), as in [`Self::put`].
+    fn put_hot(&self, item: Hot<'_>) {
+        loop {
+            match self.recorder.try_put(item) {
+                Ok(_) => return,
+                Err(record::PutError::Full) => {
+                    let r = tokio::task::block_in_place(|| self.recorder.wait_for_room());
+                    if let Err(e) = r {
+                        self.fail(&e);
+                        return;
+                    }
+                }
+                Err(record::PutError::Failed(e)) => {
+                    self.fail(&e);
+                    return;
+                }
+            }
+        }
+    }
+
     fn fail(&self, e: &record::RecorderError) {
         if self.failure.set(e.to_string()).is_ok() {
             warn!(error = %e, "session recorder failed; the session will be closed");
@@ -128,20 +152,26 @@ impl SessionRecording {
         self.failure.get().cloned()
     }
 
-    /// `sql` masked; the last text is remembered, since agents repeat statements.
-    fn masked_text(&self, g: &mut Inner, sql: &str) -> String {
+    /// `sql` masked; the last text is remembered, since agents repeat statements. Long texts
+    /// are masked each time (into `long`) rather than kept in memory.
+    fn masked_text<'a>(
+        masker: &Masker,
+        last_sql: &'a mut (String, String),
+        long: &'a mut String,
+        sql: &str,
+    ) -> &'a str {
         if sql.len() > 4096 {
-            // Long texts are masked each time rather than kept in memory.
-            return self.masker.mask_str(sql).into_owned();
+            *long = masker.mask_str(sql).into_owned();
+            return long;
         }
-        let (raw, masked) = &mut g.last_sql;
+        let (raw, masked) = last_sql;
         if raw != sql {
             raw.clear();
             raw.push_str(sql);
             masked.clear();
-            masked.push_str(&self.masker.mask_str(sql));
+            masked.push_str(&masker.mask_str(sql));
         }
-        masked.clone()
+        masked
     }
 
     /// A statement was decided (simple query, Parse, fast-path call). `message` is what the
@@ -151,21 +181,25 @@ impl SessionRecording {
         stmt: u64,
         sql: &str,
         action: Action,
-        rule: Option<String>,
-        message: Option<String>,
-        tags: Vec<String>,
+        rule: Option<&str>,
+        message: Option<&str>,
+        tags: &[String],
     ) {
-        let text = {
-            let mut g = self.lock();
-            g.started.insert(stmt, Instant::now());
-            self.masked_text(&mut g, sql)
-        };
-        self.put(RecordBody::Statement(Statement {
+        let mut g = self.lock();
+        let Inner {
+            last_sql,
+            long,
+            started,
+            ..
+        } = &mut *g;
+        started.insert(stmt, Instant::now());
+        let text = Self::masked_text(&self.masker, last_sql, long, sql);
+        self.put_hot(Hot::Statement(StatementRef {
             stmt,
             text,
-            params: Vec::new(),
+            params: &[],
         }));
-        self.put(RecordBody::Decision(Decision {
+        self.put_hot(Hot::Decision(DecisionRef {
             stmt,
             action,
             rule,
@@ -208,14 +242,21 @@ impl SessionRecording {
 
     /// A portal is executed.
     pub fn executed(&self, stmt: u64, portal: &str, sql: Option<&str>) {
-        let (params, text) = {
-            let mut g = self.lock();
-            g.started.insert(stmt, Instant::now());
-            let params = g.params.get(portal).cloned().unwrap_or_default();
-            let text = sql.map_or_else(String::new, |s| self.masked_text(&mut g, s));
-            (params, text)
-        };
-        self.put(RecordBody::Statement(Statement { stmt, text, params }));
+        let mut g = self.lock();
+        let Inner {
+            last_sql,
+            long,
+            started,
+            params,
+            ..
+        } = &mut *g;
+        started.insert(stmt, Instant::now());
+        let text = sql.map_or("", |s| Self::masked_text(&self.masker, last_sql, long, s));
+        self.put_hot(Hot::Statement(StatementRef {
+            stmt,
+            text,
+            params: params.get(portal).map_or(&[], Vec::as_slice),
+        }));
     }
 
     /// A (masked) row as the client saw it.
@@ -285,49 +326,48 @@ impl SessionRecording {
 
     /// A request finished.
     pub fn completed(&self, stmt: u64, outcome: &Outcome) {
-        let (acc, started) = {
-            let mut g = self.lock();
-            (g.rows.remove(&stmt), g.started.remove(&stmt))
-        };
-        let (columns, count, data) = match acc {
-            // A small result (no batch sent yet) rides in the response: one record, not two.
-            Some(acc) if !acc.flushed => (acc.columns, Some(acc.count), acc.rows),
-            Some(mut acc) => {
-                if !acc.rows.is_empty() {
-                    self.put(RecordBody::Rows(Rows {
-                        stmt,
-                        columns: Vec::new(),
-                        rows: std::mem::take(&mut acc.rows),
-                        truncated: None,
-                    }));
-                }
-                (acc.columns, Some(acc.count), Vec::new())
-            }
-            None => (Vec::new(), None, Vec::new()),
-        };
-        let (tag, error) = match outcome {
-            Outcome::Command(t) => (Some(t.clone()), None),
-            Outcome::EmptyQuery => (Some("EMPTY".into()), None),
-            Outcome::Suspended => (Some("SUSPENDED".into()), None),
+        let mut g = self.lock();
+        let mut acc = g.rows.remove(&stmt);
+        let started = g.started.remove(&stmt);
+        let failure;
+        let (command_tag, error) = match outcome {
+            Outcome::Command(t) => (Some(t.as_str()), None),
+            Outcome::EmptyQuery => (Some("EMPTY"), None),
+            Outcome::Suspended => (Some("SUSPENDED"), None),
             Outcome::Parsed => return,
-            Outcome::FunctionReturned => (Some("FUNCTION".into()), None),
-            Outcome::Error { code, .. } => (
-                None,
-                Some(format!("SQLSTATE {}", code.as_deref().unwrap_or("?"))),
-            ),
-            Outcome::Refused => (None, Some("refused by policy".into())),
-            Outcome::Skipped => (None, Some("skipped after an earlier error".into())),
+            Outcome::FunctionReturned => (Some("FUNCTION"), None),
+            Outcome::Error { code, .. } => {
+                failure = format!("SQLSTATE {}", code.as_deref().unwrap_or("?"));
+                (None, Some(failure.as_str()))
+            }
+            Outcome::Refused => (None, Some("refused by policy")),
+            Outcome::Skipped => (None, Some("skipped after an earlier error")),
         };
-        self.put(RecordBody::Response(ResponseSummary {
+        if let Some(acc) = acc.as_mut().filter(|a| a.flushed && !a.rows.is_empty()) {
+            // The rest of a large result, after the batches already recorded.
+            self.put(RecordBody::Rows(Rows {
+                stmt,
+                columns: Vec::new(),
+                rows: std::mem::take(&mut acc.rows),
+                truncated: None,
+            }));
+        }
+        // A small result (no batch sent yet) rides in the response: one record, not two.
+        let (columns, rows, data) = match &acc {
+            Some(acc) => (acc.columns.as_slice(), Some(acc.count), acc.rows.as_slice()),
+            None => (&[][..], None, &[][..]),
+        };
+        self.put_hot(Hot::Response(ResponseRef {
             stmt,
             columns,
-            rows: count,
-            command_tag: tag,
+            rows,
+            command_tag,
             duration_us: started.map_or(0, |s| s.elapsed().as_micros() as u64),
             error,
             data,
             truncated: None,
         }));
+        drop(g);
     }
 
     /// An approval event for statement `stmt`.
