@@ -83,14 +83,18 @@ pub(crate) fn decision(out: &mut Vec<u8>, d: &DecisionRef<'_>) {
     });
     out.extend_from_slice(b",\"rule\":");
     opt_str(out, d.rule);
-    out.extend_from_slice(b",\"approver\":");
-    opt_str(out, d.approver);
+    if let Some(a) = d.approver {
+        out.extend_from_slice(b",\"approver\":");
+        str_(out, a);
+    }
     if !d.tags.is_empty() {
         out.extend_from_slice(b",\"tags\":");
         strs(out, d.tags);
     }
-    out.extend_from_slice(b",\"message\":");
-    opt_str(out, d.message);
+    if let Some(m) = d.message {
+        out.extend_from_slice(b",\"message\":");
+        str_(out, m);
+    }
 }
 
 /// A response's fields, without braces.
@@ -110,8 +114,10 @@ pub(crate) fn response(out: &mut Vec<u8>, r: &ResponseRef<'_>) {
     opt_str(out, r.command_tag);
     out.extend_from_slice(b",\"duration_us\":");
     u64_(out, r.duration_us);
-    out.extend_from_slice(b",\"error\":");
-    opt_str(out, r.error);
+    if let Some(e) = r.error {
+        out.extend_from_slice(b",\"error\":");
+        str_(out, e);
+    }
     if !r.data.is_empty() {
         out.extend_from_slice(b",\"data\":");
         table(out, r.data);
@@ -310,6 +316,23 @@ mod tests {
             v.push(b'}');
             assert_eq!(v, direct(&RecordBody::Exchange(Box::new(x))));
         }
+    }
+
+    #[test]
+    fn bodies_written_with_explicit_nulls_still_read() {
+        let d: Decision = serde_json::from_str(
+            r#"{"stmt":1,"action":"allow","rule":null,"approver":null,"message":null}"#,
+        )
+        .unwrap();
+        assert_eq!((&d.approver, &d.message), (&None, &None));
+        let r: ResponseSummary = serde_json::from_str(
+            r#"{"stmt":1,"rows":null,"command_tag":null,"duration_us":3,"error":null}"#,
+        )
+        .unwrap();
+        assert_eq!(r.error, None);
+        let mut v = Vec::new();
+        decision(&mut v, &d.view());
+        assert_eq!(v, br#""stmt":1,"action":"allow","rule":null"#);
     }
 
     #[test]

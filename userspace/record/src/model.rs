@@ -154,11 +154,13 @@ pub struct Decision {
     /// Rule that decided, if any.
     pub rule: Option<String>,
     /// Approver, when a held statement was approved or rejected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approver: Option<String>,
     /// Policy tags.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
     /// Message sent to the agent (for a deny).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
 
@@ -177,6 +179,7 @@ pub struct ResponseSummary {
     /// Time from forwarding to completion, microseconds.
     pub duration_us: u64,
     /// Error message (masked), if the statement failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// The result rows themselves, exactly as the client saw them (masked), when the whole
     /// result fitted in one batch: one record per statement instead of two. Larger results

@@ -120,6 +120,20 @@ struct Open {
     decision_fields: Vec<u8>,
 }
 
+impl Open {
+    /// Buffers this large are not kept for the next statement (a 30 MB statement text must
+    /// not pin 30 MB for the rest of the session).
+    const KEEP: usize = 64 << 10;
+
+    fn shrink(&mut self) {
+        for v in [&mut self.statement, &mut self.decision_fields] {
+            if v.capacity() > Self::KEEP {
+                *v = Vec::new();
+            }
+        }
+    }
+}
+
 enum Ending {
     Finish(OffsetDateTime, String),
     Dropped,
@@ -198,6 +212,7 @@ impl State {
             self.chain
                 .decision_fields(ts, action, &self.open.decision_fields)?;
         }
+        self.open.shrink();
         Ok(())
     }
 
@@ -218,6 +233,11 @@ impl State {
     fn put(&mut self, ts: OffsetDateTime, item: Hot<'_>) -> Result<(), RecordError> {
         self.gap(ts)?;
         match item {
+            Hot::Statement(s) if s.text.len() > Open::KEEP => {
+                // Too large to hold and copy again: written on its own at once.
+                self.release()?;
+                self.chain.statement(ts, &s)?;
+            }
             Hot::Statement(s) => {
                 self.release()?;
                 let o = &mut self.open;
@@ -242,6 +262,7 @@ impl State {
                     .take()
                     .map(|(_, a)| (a, open.decision_fields.as_slice()));
                 chain.exchange(open.ts, &open.statement, d, &r)?;
+                open.shrink();
             }
             Hot::Decision(d) => {
                 self.release()?;
@@ -390,7 +411,15 @@ impl Recorder {
     /// # Errors
     /// [`PutError::Full`] or [`PutError::Failed`].
     pub fn try_put(&self, item: Hot<'_>) -> Result<Recorded, PutError> {
-        let ts = OffsetDateTime::now_utc();
+        self.try_put_at(OffsetDateTime::now_utc(), item)
+    }
+
+    /// Like [`Self::try_put`] with an explicit timestamp (a statement and its decision share
+    /// one clock reading).
+    ///
+    /// # Errors
+    /// [`PutError::Full`] or [`PutError::Failed`].
+    pub fn try_put_at(&self, ts: OffsetDateTime, item: Hot<'_>) -> Result<Recorded, PutError> {
         let mut st = self.shared.lock();
         self.append(&mut st, |st| st.put(ts, item))
             .map_err(|e| e.map_or(PutError::Full, PutError::Failed))
@@ -583,7 +612,8 @@ fn write_until_sealed<W: Sink>(
             }
             st = sh.lock();
             for raw in written {
-                if st.spare.len() < 2 {
+                // Buffers of ordinary segments are recycled; one grown by a huge record is not.
+                if st.spare.len() < 2 && raw.capacity() <= 4 * sh.max_bytes {
                     st.spare.push(raw);
                 }
             }

@@ -128,6 +128,8 @@ pub(crate) struct SegmentOut<W: Sink> {
     /// Segment assembly buffer, reused across segments (a fresh multi-megabyte buffer per
     /// segment costs page faults).
     seg_out: Vec<u8>,
+    /// Largest `seg_out` kept between segments.
+    keep: usize,
 }
 
 impl<W: Sink> SegmentOut<W> {
@@ -153,6 +155,9 @@ impl<W: Sink> SegmentOut<W> {
             index: None,
             compressor,
             seg_out: Vec::new(),
+            keep: 4
+                * (8 + format::SEGMENT_HEADER_LEN
+                    + zstd::zstd_safe::compress_bound(cfg.max_segment_bytes)),
         })
     }
 
@@ -230,6 +235,10 @@ impl<W: Sink> SegmentOut<W> {
         }
         self.bytes += out.len() as u64;
         self.seq += 1;
+        if self.seg_out.capacity() > self.keep {
+            // Grown by a huge record: not kept for ordinary segments.
+            self.seg_out = Vec::new();
+        }
         Ok(())
     }
 
@@ -396,7 +405,9 @@ impl<W: Sink> SessionWriter<W> {
             Some(o) => o.write(&cut),
             None => Err(RecordError::Closed("sink already taken".into())),
         };
-        self.spare = cut.raw;
+        if cut.raw.capacity() <= 4 * self.cfg.max_segment_bytes {
+            self.spare = cut.raw;
+        }
         if let Err(e) = &r {
             self.closed = Some(format!("segment write failed: {e}"));
         }

@@ -464,3 +464,32 @@ fn recorded_exchanges_count_and_cap_like_the_writer() {
         .collect();
     assert_eq!(cut, [true, false, true]);
 }
+
+/// A huge statement is written at once rather than held (and copied again) for an exchange.
+#[test]
+fn a_huge_statement_is_not_held_for_its_response() {
+    let (sink, rec) = held_recorder(9, cfg());
+    let text = "x".repeat(200 << 10);
+    rec.record(RecordBody::Statement(Statement {
+        stmt: 1,
+        text: text.clone(),
+        params: Vec::new(),
+    }))
+    .unwrap();
+    rec.record(RecordBody::Response(ResponseSummary {
+        stmt: 1,
+        rows: Some(0),
+        ..ResponseSummary::default()
+    }))
+    .unwrap();
+    set_gate(&sink, true);
+    rec.finish("done").unwrap();
+    let data = sink.data.lock().unwrap().clone();
+    let s = read_session_bytes(std::path::Path::new("mem"), &data).unwrap();
+    let kinds: Vec<&str> = s.records.iter().map(|r| r.body.kind()).collect();
+    assert_eq!(
+        kinds,
+        ["header", "notice", "statement", "response", "end", "seal"]
+    );
+    assert_eq!(s.records[2].body.statement().unwrap().text, text);
+}

@@ -51,8 +51,8 @@ struct Inner {
     /// over with the same text, which is then masked once.
     /// Raw and masked text, reused across statements (simple queries change every time).
     last_sql: (String, String),
-    /// The last long statement text, masked.
-    long: String,
+    /// A finished statement's row accumulator, cleared, for the next one.
+    spare_acc: Option<RowAcc>,
     started: HashMap<u64, Instant>,
     rows: HashMap<u64, RowAcc>,
     params: HashMap<String, Vec<Option<String>>>,
@@ -121,9 +121,9 @@ impl SessionRecording {
 
     /// Records a statement, decision or response from borrowed data. With a full queue and
     /// the block behaviour the calling worker thread waits (block_in_place), as in [`Self::put`].
-    fn put_hot(&self, item: Hot<'_>) {
+    fn put_hot(&self, ts: time::OffsetDateTime, item: Hot<'_>) {
         loop {
-            match self.recorder.try_put(item) {
+            match self.recorder.try_put_at(ts, item) {
                 Ok(_) => return,
                 Err(record::PutError::Full) => {
                     let r = tokio::task::block_in_place(|| self.recorder.wait_for_room());
@@ -153,16 +153,14 @@ impl SessionRecording {
     }
 
     /// `sql` masked; the last text is remembered, since agents repeat statements. Long texts
-    /// are masked each time (into `long`) rather than kept in memory.
+    /// are masked each time rather than kept in memory.
     fn masked_text<'a>(
         masker: &Masker,
         last_sql: &'a mut (String, String),
-        long: &'a mut String,
-        sql: &str,
-    ) -> &'a str {
+        sql: &'a str,
+    ) -> std::borrow::Cow<'a, str> {
         if sql.len() > 4096 {
-            *long = masker.mask_str(sql).into_owned();
-            return long;
+            return masker.mask_str(sql);
         }
         let (raw, masked) = last_sql;
         if raw != sql {
@@ -171,7 +169,7 @@ impl SessionRecording {
             masked.clear();
             masked.push_str(&masker.mask_str(sql));
         }
-        masked
+        std::borrow::Cow::Borrowed(masked)
     }
 
     /// A statement was decided (simple query, Parse, fast-path call). `message` is what the
@@ -187,26 +185,30 @@ impl SessionRecording {
     ) {
         let mut g = self.lock();
         let Inner {
-            last_sql,
-            long,
-            started,
-            ..
+            last_sql, started, ..
         } = &mut *g;
         started.insert(stmt, Instant::now());
-        let text = Self::masked_text(&self.masker, last_sql, long, sql);
-        self.put_hot(Hot::Statement(StatementRef {
-            stmt,
-            text,
-            params: &[],
-        }));
-        self.put_hot(Hot::Decision(DecisionRef {
-            stmt,
-            action,
-            rule,
-            approver: None,
-            tags,
-            message,
-        }));
+        let text = Self::masked_text(&self.masker, last_sql, sql);
+        let now = time::OffsetDateTime::now_utc();
+        self.put_hot(
+            now,
+            Hot::Statement(StatementRef {
+                stmt,
+                text: &text,
+                params: &[],
+            }),
+        );
+        self.put_hot(
+            now,
+            Hot::Decision(DecisionRef {
+                stmt,
+                action,
+                rule,
+                approver: None,
+                tags,
+                message,
+            }),
+        );
     }
 
     /// Parameters bound to a portal (masked; binary values are not rendered).
@@ -245,18 +247,22 @@ impl SessionRecording {
         let mut g = self.lock();
         let Inner {
             last_sql,
-            long,
             started,
             params,
             ..
         } = &mut *g;
         started.insert(stmt, Instant::now());
-        let text = sql.map_or("", |s| Self::masked_text(&self.masker, last_sql, long, s));
-        self.put_hot(Hot::Statement(StatementRef {
-            stmt,
-            text,
-            params: params.get(portal).map_or(&[], Vec::as_slice),
-        }));
+        let text = sql.map_or(std::borrow::Cow::Borrowed(""), |s| {
+            Self::masked_text(&self.masker, last_sql, s)
+        });
+        self.put_hot(
+            time::OffsetDateTime::now_utc(),
+            Hot::Statement(StatementRef {
+                stmt,
+                text: &text,
+                params: params.get(portal).map_or(&[], Vec::as_slice),
+            }),
+        );
     }
 
     /// A (masked) row as the client saw it.
@@ -264,18 +270,23 @@ impl SessionRecording {
         let stmt = ctx.request.0;
         let flush = {
             let mut g = self.lock();
-            let acc = g.rows.entry(stmt).or_default();
+            let Inner {
+                rows, spare_acc, ..
+            } = &mut *g;
+            let acc = rows
+                .entry(stmt)
+                .or_insert_with(|| spare_acc.take().unwrap_or_default());
             acc.count += 1;
             if acc.count > self.row_cap {
                 return;
             }
             if acc.columns.is_empty() {
                 if let Some(d) = &ctx.description {
-                    acc.columns = d
-                        .fields
-                        .iter()
-                        .map(|f| self.masker.mask_str(&f.name).into_owned())
-                        .collect();
+                    acc.columns.extend(
+                        d.fields
+                            .iter()
+                            .map(|f| self.masker.mask_str(&f.name).into_owned()),
+                    );
                 }
             }
             let Ok(row) = DataRow::parse(masked.clone()) else {
@@ -357,17 +368,27 @@ impl SessionRecording {
             Some(acc) => (acc.columns.as_slice(), Some(acc.count), acc.rows.as_slice()),
             None => (&[][..], None, &[][..]),
         };
-        self.put_hot(Hot::Response(ResponseRef {
-            stmt,
-            columns,
-            rows,
-            command_tag,
-            duration_us: started.map_or(0, |s| s.elapsed().as_micros() as u64),
-            error,
-            data,
-            truncated: None,
-        }));
-        drop(g);
+        self.put_hot(
+            time::OffsetDateTime::now_utc(),
+            Hot::Response(ResponseRef {
+                stmt,
+                columns,
+                rows,
+                command_tag,
+                duration_us: started.map_or(0, |s| s.elapsed().as_micros() as u64),
+                error,
+                data,
+                truncated: None,
+            }),
+        );
+        if let Some(mut a) = acc {
+            // Its buffers serve the next statement's rows.
+            a.columns.clear();
+            a.rows.clear();
+            a.count = 0;
+            a.flushed = false;
+            g.spare_acc = Some(a);
+        }
     }
 
     /// An approval event for statement `stmt`.
