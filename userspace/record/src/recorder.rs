@@ -5,16 +5,17 @@
 //! session its serialisation and one SHA-256 over bytes still in its cache: no allocation, no
 //! queue message, no wake-up of another thread.
 //!
-//! Segments are cut
-//! - by the writer thread once the flush interval (1 s) has passed since the oldest record not
-//!   yet cut: the crash-loss bound;
-//! - by the session when half the queue capacity (in records) or the segment size limit is
-//!   buffered, and on [`Recorder::flush`].
+//! The session hands the writer its records in chunks of about 64 KiB (or half the queue
+//! capacity in records); the writer compresses each chunk into the open segment as it comes, so
+//! the buffers stay small and hot. A segment is signed and written
+//! - once the flush interval (1 s) has passed since its oldest record was appended: the
+//!   crash-loss bound;
+//! - when it reaches the segment size limit, on [`Recorder::flush`], and at the seal.
 //!
-//! Cut segments wait for the writer thread. Records buffered or waiting count against the queue
+//! Records buffered or in chunks the writer has not taken yet count against the queue
 //! capacity; when it is reached, [`OnFull`] decides:
 //! - `Block` (default, fail closed): [`Recorder::record`] waits until the writer has taken the
-//!   waiting segments. **Do not call it on an async executor thread**: call it from
+//!   waiting chunks. **Do not call it on an async executor thread**: call it from
 //!   `spawn_blocking`, or use [`Recorder::try_put`] / [`Recorder::try_record`] (they never
 //!   block) and [`Recorder::wait_for_room`] the way the daemon does.
 //! - `Drop`: the record is discarded and counted; a [`crate::Gap`] record with the count is
@@ -142,8 +143,8 @@ enum Ending {
 struct State {
     chain: Chain,
     open: Open,
-    /// Cut segments the writer has not taken yet.
-    ready: VecDeque<Cut>,
+    /// Chunks the writer has not taken yet, with when their oldest record was appended.
+    ready: VecDeque<(Cut, Instant)>,
     ready_records: u64,
     /// When the oldest record not yet cut arrived.
     pending_since: Option<Instant>,
@@ -156,7 +157,14 @@ struct State {
     writer_waiting: bool,
     /// Sessions waiting on `room`.
     room_waiters: u32,
+    /// [`Recorder::flush`] asks the writer to write what it has now.
+    flush_requested: bool,
 }
+
+/// The session hands its records to the writer in chunks of about this size: small enough
+/// that its buffers stay in cache, large enough that the writer wakes rarely. The writer
+/// compresses chunks into the open segment as they come.
+const CHUNK: usize = 64 << 10;
 
 struct Shared {
     state: Mutex<State>,
@@ -192,7 +200,7 @@ impl Shared {
             st.pending_since = Some(Instant::now());
             self.wake_writer(st);
         }
-        if st.chain.pending() >= self.cut_at || st.chain.buffered() >= self.max_bytes {
+        if st.chain.pending() >= self.cut_at || st.chain.buffered() >= CHUNK {
             st.cut();
             self.wake_writer(st);
         }
@@ -288,13 +296,14 @@ impl State {
         self.chain.append(ts, body)
     }
 
-    /// Moves the buffered records to the writer's queue.
+    /// Moves the buffered records to the writer's queue as a chunk.
     fn cut(&mut self) {
+        let now = Instant::now();
         if let Some(c) = self.chain.cut(self.spare.pop().unwrap_or_default()) {
             self.ready_records += u64::from(c.count);
-            self.ready.push_back(c);
+            self.ready.push_back((c, self.pending_since.unwrap_or(now)));
         }
-        self.pending_since = self.open.active.then(Instant::now);
+        self.pending_since = self.open.active.then_some(now);
     }
 }
 
@@ -348,6 +357,7 @@ impl Recorder {
                 spare: Vec::new(),
                 writer_waiting: false,
                 room_waiters: 0,
+                flush_requested: false,
             }),
             work: Condvar::new(),
             room: Condvar::new(),
@@ -540,6 +550,7 @@ impl Recorder {
             return Err(Self::failed(&st));
         }
         st.cut();
+        st.flush_requested = true;
         self.shared.wake_writer(&mut st);
         Ok(())
     }
@@ -598,27 +609,6 @@ fn write_until_sealed<W: Sink>(
 ) -> Result<SealSummary, RecordError> {
     let mut st = sh.lock();
     loop {
-        if !st.ready.is_empty() {
-            let batch: Vec<Cut> = st.ready.drain(..).collect();
-            st.ready_records = 0;
-            if st.room_waiters > 0 {
-                sh.room.notify_all();
-            }
-            drop(st);
-            let mut written = Vec::with_capacity(batch.len());
-            for cut in batch {
-                out.write(&cut)?;
-                written.push(cut.raw);
-            }
-            st = sh.lock();
-            for raw in written {
-                // Buffers of ordinary segments are recycled; one grown by a huge record is not.
-                if st.spare.len() < 2 && raw.capacity() <= 4 * sh.max_bytes {
-                    st.spare.push(raw);
-                }
-            }
-            continue;
-        }
         if let Some(ending) = st.ending.take() {
             let (ts, reason) = match ending {
                 Ending::Finish(ts, reason) => (ts, reason),
@@ -632,27 +622,55 @@ fn write_until_sealed<W: Sink>(
             let totals = st.chain.totals();
             let sig = st.chain.seal(&out.session(), out.key(), ts, &reason)?;
             st.cut();
-            while let Some(cut) = st.ready.pop_front() {
-                out.write(&cut)?;
+            while let Some((cut, since)) = st.ready.pop_front() {
+                out.add(&cut, since, sh.max_bytes)?;
             }
+            out.end_segment()?;
             st.failed = Some("session is sealed".into());
             return out.sealed(&st.chain, sig, totals);
         }
         let now = Instant::now();
-        match st.pending_since {
-            Some(since) if now >= since + sh.interval => {
-                st.release()?;
-                st.cut();
-            }
-            since => {
-                let wait = since.map_or(Duration::from_secs(3600), |s| s + sh.interval - now);
-                st.writer_waiting = true;
-                st = sh
-                    .work
-                    .wait_timeout(st, wait)
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .0;
-                st.writer_waiting = false;
+        // The oldest record not yet on disk: in the chain (or held), or in the open segment.
+        let oldest = match (st.pending_since, out.open_since()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let due = oldest.is_some_and(|t| now >= t + sh.interval);
+        let end = std::mem::take(&mut st.flush_requested) || due;
+        if due {
+            st.release()?;
+            st.cut();
+        }
+        if st.ready.is_empty() && !end {
+            let wait = oldest.map_or(Duration::from_secs(3600), |t| t + sh.interval - now);
+            st.writer_waiting = true;
+            st = sh
+                .work
+                .wait_timeout(st, wait)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+            st.writer_waiting = false;
+            continue;
+        }
+        let batch: Vec<(Cut, Instant)> = st.ready.drain(..).collect();
+        st.ready_records = 0;
+        if st.room_waiters > 0 {
+            sh.room.notify_all();
+        }
+        drop(st);
+        let mut written = Vec::with_capacity(batch.len());
+        for (cut, since) in batch {
+            out.add(&cut, since, sh.max_bytes)?;
+            written.push(cut.raw);
+        }
+        if end {
+            out.end_segment()?;
+        }
+        st = sh.lock();
+        for raw in written {
+            // Chunk buffers are recycled; one grown by a huge record is not.
+            if st.spare.len() < 4 && raw.capacity() <= 2 * CHUNK {
+                st.spare.push(raw);
             }
         }
     }

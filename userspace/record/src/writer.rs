@@ -113,10 +113,14 @@ pub struct SealSummary {
     pub totals: Totals,
 }
 
-/// The output half of a session file: compresses, signs and writes the segments cut from its
-/// [`Chain`], and appends the index entry once the session is sealed.
+/// The output half of a session file: compresses, signs and writes the segments made of the
+/// chunks cut from its [`Chain`], and appends the index entry once the session is sealed.
+///
+/// Chunks are compressed as they come, into one streaming zstd frame per segment: the
+/// session's chunk buffers stay small and hot in cache, and signing and syncing still happen
+/// once per segment.
 pub(crate) struct SegmentOut<W: Sink> {
-    /// `None` only after `take_sink`.
+    /// `None` only after [`SessionWriter::into_inner`].
     out: Option<W>,
     key: Arc<HostKey>,
     session: SessionId,
@@ -124,27 +128,52 @@ pub(crate) struct SegmentOut<W: Sink> {
     bytes: u64,
     fsync: bool,
     index: Option<(Arc<SessionStore>, String)>,
-    compressor: zstd::bulk::Compressor<'static>,
-    /// Segment assembly buffer, reused across segments (a fresh multi-megabyte buffer per
-    /// segment costs page faults).
+    cctx: zstd::zstd_safe::CCtx<'static>,
+    /// The segment being assembled: header frame placeholder, then the compressed payload so
+    /// far. Reused across segments.
     seg_out: Vec<u8>,
     /// Largest `seg_out` kept between segments.
     keep: usize,
+    /// The open segment, if a chunk was fed since the last one was written.
+    open: Option<OpenSegment>,
+}
+
+/// What the open segment holds so far.
+struct OpenSegment {
+    first_record: u64,
+    count: u32,
+    raw_len: usize,
+    prev_head: [u8; 32],
+    head: [u8; 32],
+    /// When its oldest record was cut (the flush clock).
+    since: Instant,
+}
+
+const FRAME_LEN: usize = 8 + format::SEGMENT_HEADER_LEN;
+
+fn zstd_err(op: &'static str) -> impl Fn(usize) -> RecordError {
+    move |code| RecordError::Sink {
+        op,
+        source: io::Error::other(zstd::zstd_safe::get_error_name(code)),
+    }
 }
 
 impl<W: Sink> SegmentOut<W> {
     fn new(out: W, key: Arc<HostKey>, session: SessionId, cfg: &WriterConfig) -> Result<Self> {
-        let mut compressor =
-            zstd::bulk::Compressor::new(cfg.zstd_level).map_err(|e| RecordError::Sink {
-                op: "create zstd compressor",
-                source: e,
-            })?;
-        compressor
-            .set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))
-            .map_err(|e| RecordError::Sink {
-                op: "configure zstd",
-                source: e,
-            })?;
+        use zstd::zstd_safe::CParameter;
+        let mut cctx = zstd::zstd_safe::CCtx::try_create().ok_or_else(|| RecordError::Sink {
+            op: "create zstd compressor",
+            source: io::Error::other("out of memory"),
+        })?;
+        for p in [
+            CParameter::CompressionLevel(cfg.zstd_level),
+            CParameter::ChecksumFlag(true),
+            // A 128 KiB window: records repeat within a few KiB, and a small window keeps the
+            // compressor's buffers in cache.
+            CParameter::WindowLog(17),
+        ] {
+            cctx.set_parameter(p).map_err(zstd_err("configure zstd"))?;
+        }
         Ok(Self {
             out: Some(out),
             key,
@@ -153,11 +182,10 @@ impl<W: Sink> SegmentOut<W> {
             bytes: 0,
             fsync: cfg.fsync,
             index: None,
-            compressor,
+            cctx,
             seg_out: Vec::new(),
-            keep: 4
-                * (8 + format::SEGMENT_HEADER_LEN
-                    + zstd::zstd_safe::compress_bound(cfg.max_segment_bytes)),
+            keep: 4 * (FRAME_LEN + zstd::zstd_safe::compress_bound(cfg.max_segment_bytes)),
+            open: None,
         })
     }
 
@@ -169,22 +197,71 @@ impl<W: Sink> SegmentOut<W> {
         self.session
     }
 
-    /// Writes `cut` as the next segment: header frame, then the compressed payload, in one
-    /// `write_all`, then (by default) `fdatasync`.
-    pub(crate) fn write(&mut self, cut: &Cut) -> Result<()> {
-        const FRAME_LEN: usize = 8 + format::SEGMENT_HEADER_LEN;
-        self.seg_out.clear();
-        self.seg_out.resize(FRAME_LEN, 0);
-        self.seg_out
-            .reserve(zstd::zstd_safe::compress_bound(cut.raw.len()));
-        let mut dst = io::Cursor::new(&mut self.seg_out);
-        dst.set_position(FRAME_LEN as u64);
-        self.compressor
-            .compress_to_buffer(&cut.raw, &mut dst)
-            .map_err(|e| RecordError::Sink {
-                op: "compress segment",
-                source: e,
-            })?;
+    /// Uncompressed bytes in the open segment.
+    pub(crate) fn open_len(&self) -> usize {
+        self.open.as_ref().map_or(0, |o| o.raw_len)
+    }
+
+    /// When the oldest record of the open segment was cut.
+    pub(crate) fn open_since(&self) -> Option<Instant> {
+        self.open.as_ref().map(|o| o.since)
+    }
+
+    /// Compresses a chunk into the open segment (opening one if needed). `since`: when its
+    /// oldest record was cut.
+    pub(crate) fn feed(&mut self, cut: &Cut, since: Instant) -> Result<()> {
+        use zstd::zstd_safe::{zstd_sys::ZSTD_EndDirective, InBuffer, OutBuffer};
+        match &mut self.open {
+            Some(o) => {
+                o.count = o.count.saturating_add(cut.count);
+                o.raw_len += cut.raw.len();
+                o.head = cut.head;
+                o.since = o.since.min(since);
+            }
+            None => {
+                self.seg_out.clear();
+                self.seg_out.resize(FRAME_LEN, 0);
+                self.open = Some(OpenSegment {
+                    first_record: cut.first_record,
+                    count: cut.count,
+                    raw_len: cut.raw.len(),
+                    prev_head: cut.prev_head,
+                    head: cut.head,
+                    since,
+                });
+            }
+        }
+        let mut input = InBuffer::around(&cut.raw);
+        while input.pos() < cut.raw.len() {
+            self.seg_out
+                .reserve(zstd::zstd_safe::compress_bound(cut.raw.len() - input.pos()));
+            let at = self.seg_out.len();
+            let mut out = OutBuffer::around_pos(&mut self.seg_out, at);
+            self.cctx
+                .compress_stream2(&mut out, &mut input, ZSTD_EndDirective::ZSTD_e_continue)
+                .map_err(zstd_err("compress segment"))?;
+        }
+        Ok(())
+    }
+
+    /// Ends the open segment (if any) and writes it: header frame, then the compressed
+    /// payload, in one `write_all`, then (by default) `fdatasync`.
+    pub(crate) fn end_segment(&mut self) -> Result<()> {
+        let Some(seg) = self.open.take() else {
+            return Ok(());
+        };
+        loop {
+            self.seg_out.reserve(1 << 12);
+            let at = self.seg_out.len();
+            let mut out = zstd::zstd_safe::OutBuffer::around_pos(&mut self.seg_out, at);
+            let left = self
+                .cctx
+                .end_stream(&mut out)
+                .map_err(zstd_err("compress segment"))?;
+            if left == 0 {
+                break;
+            }
+        }
         let payload = &self.seg_out[FRAME_LEN..];
         let too_big = |what| {
             RecordError::InvalidRecord(format!(
@@ -192,7 +269,7 @@ impl<W: Sink> SegmentOut<W> {
                 format::MAX_PAYLOAD
             ))
         };
-        let raw_len = u32::try_from(cut.raw.len())
+        let raw_len = u32::try_from(seg.raw_len)
             .ok()
             .filter(|&l| l <= format::MAX_PAYLOAD)
             .ok_or_else(|| too_big("payload"))?;
@@ -204,12 +281,12 @@ impl<W: Sink> SegmentOut<W> {
             version: FORMAT_VERSION,
             session_id: self.session,
             seq: self.seq,
-            first_record: cut.first_record,
-            record_count: cut.count,
+            first_record: seg.first_record,
+            record_count: seg.count,
             raw_len,
             payload_len,
-            prev_head: cut.prev_head,
-            head: cut.head,
+            prev_head: seg.prev_head,
+            head: seg.head,
             payload_hash: crate::util::sha256(&[payload]),
             key_id: self.key.key_id(),
             signature: [0; 64],
@@ -238,6 +315,19 @@ impl<W: Sink> SegmentOut<W> {
         if self.seg_out.capacity() > self.keep {
             // Grown by a huge record: not kept for ordinary segments.
             self.seg_out = Vec::new();
+        }
+        Ok(())
+    }
+
+    /// Feeds a chunk, ending the open segment first when the chunk would take it past
+    /// `max_bytes`, and after it when it reached `max_bytes`.
+    pub(crate) fn add(&mut self, cut: &Cut, since: Instant, max_bytes: usize) -> Result<()> {
+        if self.open_len() > 0 && self.open_len() + cut.raw.len() > max_bytes {
+            self.end_segment()?;
+        }
+        self.feed(cut, since)?;
+        if self.open_len() >= max_bytes {
+            self.end_segment()?;
         }
         Ok(())
     }
@@ -402,7 +492,7 @@ impl<W: Sink> SessionWriter<W> {
             return Ok(());
         };
         let r = match &mut self.out {
-            Some(o) => o.write(&cut),
+            Some(o) => o.feed(&cut, Instant::now()).and_then(|()| o.end_segment()),
             None => Err(RecordError::Closed("sink already taken".into())),
         };
         if cut.raw.capacity() <= 4 * self.cfg.max_segment_bytes {

@@ -5,9 +5,10 @@
 
 use std::{
     collections::HashMap,
+    hash::{BuildHasherDefault, Hasher},
     sync::{Arc, Mutex},
-    time::Instant,
 };
+use time::OffsetDateTime;
 
 use dbwarden_mask::Masker;
 use dbwarden_record::{
@@ -29,11 +30,32 @@ const ROW_BATCH: usize = 64;
 
 #[derive(Default)]
 struct RowAcc {
-    columns: Vec<String>,
+    /// Masked column names (shared with the session's cache).
+    columns: Option<Arc<[String]>>,
     rows: Vec<Vec<Option<String>>>,
     count: u64,
     /// A batch already went out as a `Rows` record; otherwise the rows ride in the response.
     flushed: bool,
+}
+
+/// Hashes statement numbers (small, distinct integers) with one multiplication.
+#[derive(Default)]
+struct StmtHasher(u64);
+
+impl Hasher for StmtHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
 }
 
 /// Recording state of one session, shared by its two directions.
@@ -53,8 +75,11 @@ struct Inner {
     last_sql: (String, String),
     /// A finished statement's row accumulator, cleared, for the next one.
     spare_acc: Option<RowAcc>,
-    started: HashMap<u64, Instant>,
-    rows: HashMap<u64, RowAcc>,
+    /// The last result's column names, raw and masked: statements repeat their result shape.
+    columns: Option<(Vec<String>, Arc<[String]>)>,
+    /// When each running statement started (its record's timestamp).
+    started: HashMap<u64, OffsetDateTime, BuildHasherDefault<StmtHasher>>,
+    rows: HashMap<u64, RowAcc, BuildHasherDefault<StmtHasher>>,
     params: HashMap<String, Vec<Option<String>>>,
 }
 
@@ -121,7 +146,7 @@ impl SessionRecording {
 
     /// Records a statement, decision or response from borrowed data. With a full queue and
     /// the block behaviour the calling worker thread waits (block_in_place), as in [`Self::put`].
-    fn put_hot(&self, ts: time::OffsetDateTime, item: Hot<'_>) {
+    fn put_hot(&self, ts: OffsetDateTime, item: Hot<'_>) {
         loop {
             match self.recorder.try_put_at(ts, item) {
                 Ok(_) => return,
@@ -187,9 +212,9 @@ impl SessionRecording {
         let Inner {
             last_sql, started, ..
         } = &mut *g;
-        started.insert(stmt, Instant::now());
+        let now = OffsetDateTime::now_utc();
+        started.insert(stmt, now);
         let text = Self::masked_text(&self.masker, last_sql, sql);
-        let now = time::OffsetDateTime::now_utc();
         self.put_hot(
             now,
             Hot::Statement(StatementRef {
@@ -251,12 +276,13 @@ impl SessionRecording {
             params,
             ..
         } = &mut *g;
-        started.insert(stmt, Instant::now());
+        let now = OffsetDateTime::now_utc();
+        started.insert(stmt, now);
         let text = sql.map_or(std::borrow::Cow::Borrowed(""), |s| {
             Self::masked_text(&self.masker, last_sql, s)
         });
         self.put_hot(
-            time::OffsetDateTime::now_utc(),
+            now,
             Hot::Statement(StatementRef {
                 stmt,
                 text: &text,
@@ -271,7 +297,10 @@ impl SessionRecording {
         let flush = {
             let mut g = self.lock();
             let Inner {
-                rows, spare_acc, ..
+                rows,
+                spare_acc,
+                columns,
+                ..
             } = &mut *g;
             let acc = rows
                 .entry(stmt)
@@ -280,13 +309,22 @@ impl SessionRecording {
             if acc.count > self.row_cap {
                 return;
             }
-            if acc.columns.is_empty() {
+            if acc.columns.is_none() {
                 if let Some(d) = &ctx.description {
-                    acc.columns.extend(
-                        d.fields
+                    let same = columns.as_ref().is_some_and(|(raw, _)| {
+                        raw.len() == d.fields.len()
+                            && raw.iter().zip(&d.fields).all(|(r, f)| *r == f.name)
+                    });
+                    if !same {
+                        let masked = d
+                            .fields
                             .iter()
-                            .map(|f| self.masker.mask_str(&f.name).into_owned()),
-                    );
+                            .map(|f| self.masker.mask_str(&f.name).into_owned())
+                            .collect();
+                        let raw = d.fields.iter().map(|f| f.name.clone()).collect();
+                        *columns = Some((raw, masked));
+                    }
+                    acc.columns = columns.as_ref().map(|(_, m)| Arc::clone(m));
                 }
             }
             let Ok(row) = DataRow::parse(masked.clone()) else {
@@ -317,7 +355,9 @@ impl SessionRecording {
                 let columns = if acc.flushed {
                     Vec::new()
                 } else {
-                    acc.columns.clone()
+                    acc.columns
+                        .as_deref()
+                        .map_or_else(Vec::new, <[String]>::to_vec)
                 };
                 acc.flushed = true;
                 Some(Rows {
@@ -365,17 +405,24 @@ impl SessionRecording {
         }
         // A small result (no batch sent yet) rides in the response: one record, not two.
         let (columns, rows, data) = match &acc {
-            Some(acc) => (acc.columns.as_slice(), Some(acc.count), acc.rows.as_slice()),
+            Some(acc) => (
+                acc.columns.as_deref().unwrap_or_default(),
+                Some(acc.count),
+                acc.rows.as_slice(),
+            ),
             None => (&[][..], None, &[][..]),
         };
+        let now = OffsetDateTime::now_utc();
         self.put_hot(
-            time::OffsetDateTime::now_utc(),
+            now,
             Hot::Response(ResponseRef {
                 stmt,
                 columns,
                 rows,
                 command_tag,
-                duration_us: started.map_or(0, |s| s.elapsed().as_micros() as u64),
+                duration_us: started.map_or(0, |s| {
+                    u64::try_from((now - s).whole_microseconds()).unwrap_or(0)
+                }),
                 error,
                 data,
                 truncated: None,
@@ -383,7 +430,7 @@ impl SessionRecording {
         );
         if let Some(mut a) = acc {
             // Its buffers serve the next statement's rows.
-            a.columns.clear();
+            a.columns = None;
             a.rows.clear();
             a.count = 0;
             a.flushed = false;
