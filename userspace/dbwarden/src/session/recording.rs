@@ -238,31 +238,34 @@ impl SessionRecording {
 
     /// Parameters bound to a portal (masked; binary values are not rendered).
     pub fn bound(&self, portal: &str, formats: &[i16], params: &[Option<bytes::Bytes>]) {
-        let rendered = params
-            .iter()
-            .enumerate()
-            .map(|(i, p)| {
-                p.as_ref().map(|v| {
-                    let binary = match formats.len() {
-                        0 => false,
-                        1 => formats[0] == 1,
-                        _ => formats.get(i).copied() == Some(1),
-                    };
-                    if binary {
-                        format!("<binary {} bytes>", v.len())
-                    } else {
-                        self.masker
-                            .mask_str(&String::from_utf8_lossy(v))
-                            .into_owned()
-                    }
-                })
-            })
-            .collect();
+        use std::fmt::Write as _;
         let mut g = self.lock();
-        match g.params.get_mut(portal) {
-            Some(p) => *p = rendered,
-            None => {
-                g.params.insert(portal.to_string(), rendered);
+        if !g.params.contains_key(portal) {
+            g.params.insert(portal.to_owned(), Vec::new());
+        }
+        let Some(slot) = g.params.get_mut(portal) else {
+            return;
+        };
+        // Rendered into the portal's previous values' buffers: an agent binds the same
+        // portal over and over.
+        slot.truncate(params.len());
+        slot.resize(params.len(), None);
+        for (i, (p, cell)) in params.iter().zip(slot.iter_mut()).enumerate() {
+            let Some(v) = p else {
+                *cell = None;
+                continue;
+            };
+            let binary = match formats.len() {
+                0 => false,
+                1 => formats[0] == 1,
+                _ => formats.get(i).copied() == Some(1),
+            };
+            let s = cell.get_or_insert_with(String::new);
+            s.clear();
+            if binary {
+                let _ = write!(s, "<binary {} bytes>", v.len());
+            } else {
+                s.push_str(&self.masker.mask_str(&String::from_utf8_lossy(v)));
             }
         }
     }
