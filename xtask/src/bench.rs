@@ -301,7 +301,8 @@ fn count_statements(d: &BenchDaemon) -> Result<u64> {
 }
 
 /// Runs the benchmarks and prints the results.
-pub fn bench(quick: bool, criterion: bool) -> Result<()> {
+pub fn bench(quick: bool, criterion: bool, rounds: usize) -> Result<()> {
+    let rounds = if quick { 1 } else { rounds.max(1) };
     if !util::is_root() {
         bail!("the pgbench comparison attaches eBPF programs: run `sudo cargo xtask bench`");
     }
@@ -349,7 +350,7 @@ pub fn bench(quick: bool, criterion: bool) -> Result<()> {
         println!(
             "\npgbench -S -c 8 -j 2 -T {secs}, scale {scale}, {} cores; direct vs through dbwarden; median of {} interleaved rounds",
             std::thread::available_parallelism().map_or(0, std::num::NonZeroUsize::get),
-            if quick { 1 } else { 5 }
+            rounds
         );
         println!(
             "{:<10} {:>9} {:>9} {:>6} {:>9} {:>6} {:>9} {:>6} {:>9} | {:>9} {:>9} {:>9}",
@@ -368,7 +369,6 @@ pub fn bench(quick: bool, criterion: bool) -> Result<()> {
         );
         // Interleaved rounds, medians: a 2-core runner is noisy, and a single sequence of
         // runs mostly measures what else the machine did at that moment.
-        let rounds = if quick { 1 } else { 5 };
         let median = |mut v: Vec<f64>| {
             if v.is_empty() {
                 return f64::NAN;
@@ -400,6 +400,11 @@ pub fn bench(quick: bool, criterion: bool) -> Result<()> {
                     bounced.push(pgbench_tps(None, b.port, &db, mode, secs)?.0);
                 }
             }
+            let rounds_cost = paired_cost
+                .iter()
+                .map(|c| format!("{c:.1}"))
+                .collect::<Vec<_>>()
+                .join(" ");
             let (direct, proxied, norec) = (median(direct), median(proxied), median(norec));
             let (cpu_rec, cpu_norec, bounced) =
                 (median(cpu_rec), median(cpu_norec), median(bounced));
@@ -411,6 +416,7 @@ pub fn bench(quick: bool, criterion: bool) -> Result<()> {
                 median(paired_cost),
                 (cpu_rec / cpu_norec - 1.0) * 100.0
             );
+            println!("{:<10} rec.cost per round (%): {rounds_cost}", "");
         }
         if bouncer.is_none() {
             println!("(pgbouncer is not installed, so there is no reference row: apt-get install pgbouncer)");

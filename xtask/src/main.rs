@@ -63,6 +63,9 @@ enum Task {
         /// Skip the criterion benches.
         #[arg(long)]
         no_criterion: bool,
+        /// Interleaved pgbench rounds per mode (more rounds, steadier medians).
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
     },
     /// Run each wire-codec fuzz target for a while.
     Fuzz {
@@ -82,7 +85,8 @@ fn main() {
         Task::Bench {
             quick,
             no_criterion,
-        } => bench::bench(quick, !no_criterion),
+            rounds,
+        } => bench::bench(quick, !no_criterion, rounds),
         Task::Fuzz { seconds } => fuzz(seconds),
     };
     if let Err(e) = r {
