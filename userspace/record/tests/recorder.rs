@@ -493,3 +493,35 @@ fn a_huge_statement_is_not_held_for_its_response() {
     );
     assert_eq!(s.records[2].body.statement().unwrap().text, text);
 }
+
+/// Records reach the writer in chunks of about 64 KiB, which it compresses into one streaming
+/// frame per segment: many chunks, one segment, and the file reads and verifies whole.
+#[test]
+fn chunks_are_compressed_into_one_segment() {
+    let (sink, _entered) = gated();
+    let slow_clock = WriterConfig {
+        flush_interval: Duration::from_secs(600),
+        ..cfg()
+    };
+    let w = SessionWriter::new(sink.clone(), header(10), key(1), slow_clock).unwrap();
+    let rec = Recorder::start(w, RecorderConfig::default()).unwrap();
+    let big = |i: u64| {
+        RecordBody::Notice(Notice {
+            stmt: Some(i),
+            severity: "NOTICE".into(),
+            message: format!("{i} {}", "m".repeat(1000)),
+        })
+    };
+    for i in 0..400 {
+        rec.record(big(i)).unwrap();
+    }
+    let sum = rec.finish("done").unwrap();
+    // The header's segment, then everything else in one (the flush interval cannot pass).
+    assert_eq!(sum.segments, 2, "{sum:?}");
+    assert_eq!(sum.records, 1 + 400 + 2);
+    let data = sink.data.lock().unwrap().clone();
+    let r = check(&data, &[key(1).public_key().clone()]);
+    assert!(r.is_ok(), "{r}");
+    let s = read_session_bytes(std::path::Path::new("mem"), &data).unwrap();
+    assert_eq!(s.records[400].body, big(399));
+}
