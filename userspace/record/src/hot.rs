@@ -116,3 +116,81 @@ impl Hot<'_> {
         }
     }
 }
+
+impl Hot<'_> {
+    /// The owned record body (for a caller that must keep the record past its borrows, say
+    /// to wait for room in the queue).
+    pub fn to_body(&self) -> crate::RecordBody {
+        use crate::RecordBody;
+        match *self {
+            Self::Statement(s) => RecordBody::Statement(Statement {
+                stmt: s.stmt,
+                text: s.text.to_owned(),
+                params: s.params.to_vec(),
+            }),
+            Self::Decision(d) => RecordBody::Decision(Decision {
+                stmt: d.stmt,
+                action: d.action,
+                rule: d.rule.map(str::to_owned),
+                approver: d.approver.map(str::to_owned),
+                tags: d.tags.to_vec(),
+                message: d.message.map(str::to_owned),
+            }),
+            Self::Response(r) => RecordBody::Response(ResponseSummary {
+                stmt: r.stmt,
+                columns: r.columns.to_vec(),
+                rows: r.rows,
+                command_tag: r.command_tag.map(str::to_owned),
+                duration_us: r.duration_us,
+                error: r.error.map(str::to_owned),
+                data: r.data.to_vec(),
+                truncated: r.truncated,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::RecordBody;
+
+    #[test]
+    fn views_and_owned_bodies_round_trip() {
+        let st = Statement {
+            stmt: 1,
+            text: "SELECT $1".into(),
+            params: vec![Some("x".into()), None],
+        };
+        let d = Decision {
+            stmt: 1,
+            action: Action::Hold,
+            rule: Some("r".into()),
+            approver: Some("a".into()),
+            tags: vec!["t".into()],
+            message: Some("m".into()),
+        };
+        let r = ResponseSummary {
+            stmt: 1,
+            columns: vec!["c".into()],
+            rows: Some(1),
+            command_tag: Some("SELECT 1".into()),
+            duration_us: 5,
+            error: None,
+            data: vec![vec![Some("v".into())]],
+            truncated: None,
+        };
+        assert_eq!(
+            Hot::Statement(st.view()).to_body(),
+            RecordBody::Statement(st.clone())
+        );
+        assert_eq!(
+            Hot::Decision(d.view()).to_body(),
+            RecordBody::Decision(d.clone())
+        );
+        assert_eq!(
+            Hot::Response(r.view()).to_body(),
+            RecordBody::Response(r.clone())
+        );
+    }
+}

@@ -144,24 +144,40 @@ impl SessionRecording {
         }
     }
 
-    /// Records a statement, decision or response from borrowed data. With a full queue and
-    /// the block behaviour the calling worker thread waits (block_in_place), as in [`Self::put`].
-    fn put_hot(&self, ts: OffsetDateTime, item: Hot<'_>) {
-        loop {
-            match self.recorder.try_put_at(ts, item) {
-                Ok(_) => return,
-                Err(record::PutError::Full) => {
-                    let r = tokio::task::block_in_place(|| self.recorder.wait_for_room());
-                    if let Err(e) = r {
-                        self.fail(&e);
-                        return;
-                    }
-                }
-                Err(record::PutError::Failed(e)) => {
-                    self.fail(&e);
-                    return;
-                }
-            }
+    /// Queues a record stamped `ts`, like [`Self::put`].
+    fn put_at(&self, ts: OffsetDateTime, body: RecordBody) {
+        let r = tokio::task::block_in_place(|| self.recorder.record_at(ts, body));
+        if let Err(e) = r {
+            self.fail(&e);
+        }
+    }
+
+    /// Records a statement, decision or response from borrowed data, without ever waiting:
+    /// this runs while the session state's lock is held, and the other direction must not
+    /// block on that lock while this one waits for the recorder. When the queue is full (the
+    /// block behaviour) the record comes back owned, to go through [`Self::put_at`] once the
+    /// lock is released; records after it in `later` then follow it there, in order.
+    fn put_hot(
+        &self,
+        later: &mut Vec<(OffsetDateTime, RecordBody)>,
+        ts: OffsetDateTime,
+        item: Hot<'_>,
+    ) {
+        if !later.is_empty() {
+            later.push((ts, item.to_body()));
+            return;
+        }
+        match self.recorder.try_put_at(ts, item) {
+            Ok(_) => {}
+            Err(record::PutError::Full) => later.push((ts, item.to_body())),
+            Err(record::PutError::Failed(e)) => self.fail(&e),
+        }
+    }
+
+    /// Records what [`Self::put_hot`] could not, now that no lock is held.
+    fn put_later(&self, later: Vec<(OffsetDateTime, RecordBody)>) {
+        for (ts, body) in later {
+            self.put_at(ts, body);
         }
     }
 
@@ -208,32 +224,38 @@ impl SessionRecording {
         message: Option<&str>,
         tags: &[String],
     ) {
-        let mut g = self.lock();
-        let Inner {
-            last_sql, started, ..
-        } = &mut *g;
-        let now = OffsetDateTime::now_utc();
-        started.insert(stmt, now);
-        let text = Self::masked_text(&self.masker, last_sql, sql);
-        self.put_hot(
-            now,
-            Hot::Statement(StatementRef {
-                stmt,
-                text: &text,
-                params: &[],
-            }),
-        );
-        self.put_hot(
-            now,
-            Hot::Decision(DecisionRef {
-                stmt,
-                action,
-                rule,
-                approver: None,
-                tags,
-                message,
-            }),
-        );
+        let mut later = Vec::new();
+        {
+            let mut g = self.lock();
+            let Inner {
+                last_sql, started, ..
+            } = &mut *g;
+            let now = OffsetDateTime::now_utc();
+            started.insert(stmt, now);
+            let text = Self::masked_text(&self.masker, last_sql, sql);
+            self.put_hot(
+                &mut later,
+                now,
+                Hot::Statement(StatementRef {
+                    stmt,
+                    text: &text,
+                    params: &[],
+                }),
+            );
+            self.put_hot(
+                &mut later,
+                now,
+                Hot::Decision(DecisionRef {
+                    stmt,
+                    action,
+                    rule,
+                    approver: None,
+                    tags,
+                    message,
+                }),
+            );
+        }
+        self.put_later(later);
     }
 
     /// Parameters bound to a portal (masked; binary values are not rendered).
@@ -272,26 +294,31 @@ impl SessionRecording {
 
     /// A portal is executed.
     pub fn executed(&self, stmt: u64, portal: &str, sql: Option<&str>) {
-        let mut g = self.lock();
-        let Inner {
-            last_sql,
-            started,
-            params,
-            ..
-        } = &mut *g;
-        let now = OffsetDateTime::now_utc();
-        started.insert(stmt, now);
-        let text = sql.map_or(std::borrow::Cow::Borrowed(""), |s| {
-            Self::masked_text(&self.masker, last_sql, s)
-        });
-        self.put_hot(
-            now,
-            Hot::Statement(StatementRef {
-                stmt,
-                text: &text,
-                params: params.get(portal).map_or(&[], Vec::as_slice),
-            }),
-        );
+        let mut later = Vec::new();
+        {
+            let mut g = self.lock();
+            let Inner {
+                last_sql,
+                started,
+                params,
+                ..
+            } = &mut *g;
+            let now = OffsetDateTime::now_utc();
+            started.insert(stmt, now);
+            let text = sql.map_or(std::borrow::Cow::Borrowed(""), |s| {
+                Self::masked_text(&self.masker, last_sql, s)
+            });
+            self.put_hot(
+                &mut later,
+                now,
+                Hot::Statement(StatementRef {
+                    stmt,
+                    text: &text,
+                    params: params.get(portal).map_or(&[], Vec::as_slice),
+                }),
+            );
+        }
+        self.put_later(later);
     }
 
     /// A (masked) row as the client saw it.
@@ -380,9 +407,10 @@ impl SessionRecording {
 
     /// A request finished.
     pub fn completed(&self, stmt: u64, outcome: &Outcome) {
-        let mut g = self.lock();
-        let mut acc = g.rows.remove(&stmt);
-        let started = g.started.remove(&stmt);
+        let (mut acc, started) = {
+            let mut g = self.lock();
+            (g.rows.remove(&stmt), g.started.remove(&stmt))
+        };
         let failure;
         let (command_tag, error) = match outcome {
             Outcome::Command(t) => (Some(t.as_str()), None),
@@ -416,7 +444,10 @@ impl SessionRecording {
             None => (&[][..], None, &[][..]),
         };
         let now = OffsetDateTime::now_utc();
+        // The session state is not locked here: the response may wait for room directly.
+        let mut later = Vec::new();
         self.put_hot(
+            &mut later,
             now,
             Hot::Response(ResponseRef {
                 stmt,
@@ -431,13 +462,14 @@ impl SessionRecording {
                 truncated: None,
             }),
         );
+        self.put_later(later);
         if let Some(mut a) = acc {
             // Its buffers serve the next statement's rows.
             a.columns = None;
             a.rows.clear();
             a.count = 0;
             a.flushed = false;
-            g.spare_acc = Some(a);
+            self.lock().spare_acc = Some(a);
         }
     }
 
