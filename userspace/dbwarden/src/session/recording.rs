@@ -213,6 +213,42 @@ impl SessionRecording {
         std::borrow::Cow::Borrowed(masked)
     }
 
+    /// Records statement `stmt` as starting now: its text (masked) and the parameters bound
+    /// to `portal`. Returns the time, its record's timestamp.
+    fn start_statement(
+        &self,
+        g: &mut Inner,
+        later: &mut Vec<(OffsetDateTime, RecordBody)>,
+        stmt: u64,
+        sql: Option<&str>,
+        portal: Option<&str>,
+    ) -> OffsetDateTime {
+        let Inner {
+            last_sql,
+            started,
+            params,
+            ..
+        } = g;
+        let now = OffsetDateTime::now_utc();
+        started.insert(stmt, now);
+        let text = sql.map_or(std::borrow::Cow::Borrowed(""), |s| {
+            Self::masked_text(&self.masker, last_sql, s)
+        });
+        let params = portal
+            .and_then(|p| params.get(p))
+            .map_or(&[][..], Vec::as_slice);
+        self.put_hot(
+            later,
+            now,
+            Hot::Statement(StatementRef {
+                stmt,
+                text: &text,
+                params,
+            }),
+        );
+        now
+    }
+
     /// A statement was decided (simple query, Parse, fast-path call). `message` is what the
     /// agent is told; the caller passes none for an allow.
     pub fn decided(
@@ -227,21 +263,7 @@ impl SessionRecording {
         let mut later = Vec::new();
         {
             let mut g = self.lock();
-            let Inner {
-                last_sql, started, ..
-            } = &mut *g;
-            let now = OffsetDateTime::now_utc();
-            started.insert(stmt, now);
-            let text = Self::masked_text(&self.masker, last_sql, sql);
-            self.put_hot(
-                &mut later,
-                now,
-                Hot::Statement(StatementRef {
-                    stmt,
-                    text: &text,
-                    params: &[],
-                }),
-            );
+            let now = self.start_statement(&mut g, &mut later, stmt, Some(sql), None);
             self.put_hot(
                 &mut later,
                 now,
@@ -295,29 +317,7 @@ impl SessionRecording {
     /// A portal is executed.
     pub fn executed(&self, stmt: u64, portal: &str, sql: Option<&str>) {
         let mut later = Vec::new();
-        {
-            let mut g = self.lock();
-            let Inner {
-                last_sql,
-                started,
-                params,
-                ..
-            } = &mut *g;
-            let now = OffsetDateTime::now_utc();
-            started.insert(stmt, now);
-            let text = sql.map_or(std::borrow::Cow::Borrowed(""), |s| {
-                Self::masked_text(&self.masker, last_sql, s)
-            });
-            self.put_hot(
-                &mut later,
-                now,
-                Hot::Statement(StatementRef {
-                    stmt,
-                    text: &text,
-                    params: params.get(portal).map_or(&[], Vec::as_slice),
-                }),
-            );
-        }
+        self.start_statement(&mut self.lock(), &mut later, stmt, sql, Some(portal));
         self.put_later(later);
     }
 
