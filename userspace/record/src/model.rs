@@ -304,8 +304,9 @@ pub struct Seal {
 }
 
 /// A statement, its decision and its response in one record. The recorder writes this when
-/// they reach it back to back (the usual case: a statement answered within one writer batch),
-/// saving two chain hashes and record headers; otherwise it writes them as separate records.
+/// nothing else is recorded between them and the response comes before the next flush (the
+/// usual case), saving two chain hashes and record headers; otherwise it writes them as
+/// separate records.
 /// Readers treat it exactly as those records in that order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Exchange {

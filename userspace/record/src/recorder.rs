@@ -513,10 +513,7 @@ impl Recorder {
     pub fn try_record(&self, body: RecordBody) -> Result<(), TryRecordError> {
         let ts = OffsetDateTime::now_utc();
         let mut st = self.shared.lock();
-        if st.failed.is_some() {
-            return Err(TryRecordError::Failed(Self::failed(&st)));
-        }
-        if self.shared.full(&st) {
+        if st.failed.is_none() && self.shared.full(&st) {
             return Err(TryRecordError::Full(Box::new(body)));
         }
         match self.append(&mut st, |st| st.put_body(ts, body)) {

@@ -135,16 +135,14 @@ impl SessionRecording {
         match self.recorder.try_record(body) {
             Ok(()) => {}
             Err(record::TryRecordError::Full(body)) => {
-                let r = tokio::task::block_in_place(|| self.recorder.record(*body));
-                if let Err(e) = r {
-                    self.fail(&e);
-                }
+                self.put_at(OffsetDateTime::now_utc(), *body)
             }
             Err(record::TryRecordError::Failed(e)) => self.fail(&e),
         }
     }
 
-    /// Queues a record stamped `ts`, like [`Self::put`].
+    /// Queues a record stamped `ts`; with a full queue and the block behaviour the calling
+    /// worker thread waits (block_in_place).
     fn put_at(&self, ts: OffsetDateTime, body: RecordBody) {
         let r = tokio::task::block_in_place(|| self.recorder.record_at(ts, body));
         if let Err(e) = r {
@@ -292,7 +290,6 @@ impl SessionRecording {
         };
         // Rendered into the portal's previous values' buffers: an agent binds the same
         // portal over and over.
-        slot.truncate(params.len());
         slot.resize(params.len(), None);
         for (i, (p, cell)) in params.iter().zip(slot.iter_mut()).enumerate() {
             let Some(v) = p else {
