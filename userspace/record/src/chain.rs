@@ -13,9 +13,9 @@ use crate::hot::{DecisionRef, ResponseRef, StatementRef};
 use crate::json;
 use crate::key::HostKey;
 use crate::model::{Action, End, RecordBody, Seal, SessionHeader, SessionId, Totals, Truncation};
+use crate::stamp::Stamp;
 use crate::util::{hex, hex_into};
 use crate::writer::RowCap;
-use time::OffsetDateTime;
 
 /// Row-cap state of the statement whose rows are being recorded.
 #[derive(Default)]
@@ -80,7 +80,7 @@ impl Chain {
 
     /// The header, record 0.
     pub(crate) fn header(&mut self, h: SessionHeader) -> Result<()> {
-        let ts = h.start;
+        let ts = h.start.into();
         self.push(ts, &RecordBody::Header(Box::new(h)))
     }
 
@@ -131,7 +131,7 @@ impl Chain {
     /// Appends a record given whole. `Rows` and the rows of responses obey the row cap (a cut
     /// batch carries a [`Truncation`]; later batches of that statement are counted in
     /// `rows_cut` and not written). Header, end and seal records are the writer's own.
-    pub(crate) fn append(&mut self, ts: OffsetDateTime, body: RecordBody) -> Result<()> {
+    pub(crate) fn append(&mut self, ts: Stamp, body: RecordBody) -> Result<()> {
         match body {
             RecordBody::Header(_) | RecordBody::End(_) | RecordBody::Seal(_) => {
                 Err(RecordError::InvalidRecord(format!(
@@ -175,7 +175,7 @@ impl Chain {
     }
 
     /// A statement record.
-    pub(crate) fn statement(&mut self, ts: OffsetDateTime, s: &StatementRef<'_>) -> Result<()> {
+    pub(crate) fn statement(&mut self, ts: Stamp, s: &StatementRef<'_>) -> Result<()> {
         self.totals.statements += 1;
         self.line(ts, |out| {
             out.extend_from_slice(json::STATEMENT_TYPE);
@@ -184,7 +184,7 @@ impl Chain {
     }
 
     /// A statement record from fields serialised earlier by [`json::statement`].
-    pub(crate) fn statement_fields(&mut self, ts: OffsetDateTime, fields: &[u8]) -> Result<()> {
+    pub(crate) fn statement_fields(&mut self, ts: Stamp, fields: &[u8]) -> Result<()> {
         self.totals.statements += 1;
         self.line(ts, |out| {
             out.extend_from_slice(json::STATEMENT_TYPE);
@@ -193,7 +193,7 @@ impl Chain {
     }
 
     /// A decision record.
-    pub(crate) fn decision(&mut self, ts: OffsetDateTime, d: &DecisionRef<'_>) -> Result<()> {
+    pub(crate) fn decision(&mut self, ts: Stamp, d: &DecisionRef<'_>) -> Result<()> {
         self.count_decision(d.action);
         self.line(ts, |out| {
             out.extend_from_slice(json::DECISION_TYPE);
@@ -204,7 +204,7 @@ impl Chain {
     /// A decision record from fields serialised earlier by [`json::decision`].
     pub(crate) fn decision_fields(
         &mut self,
-        ts: OffsetDateTime,
+        ts: Stamp,
         action: Action,
         fields: &[u8],
     ) -> Result<()> {
@@ -216,7 +216,7 @@ impl Chain {
     }
 
     /// A response record; its rows obey the cap.
-    pub(crate) fn response(&mut self, ts: OffsetDateTime, r: &ResponseRef<'_>) -> Result<()> {
+    pub(crate) fn response(&mut self, ts: Stamp, r: &ResponseRef<'_>) -> Result<()> {
         let r = self.capped(r);
         self.line(ts, |out| {
             out.extend_from_slice(json::RESPONSE_TYPE);
@@ -228,7 +228,7 @@ impl Chain {
     /// one exchange record.
     pub(crate) fn exchange(
         &mut self,
-        ts: OffsetDateTime,
+        ts: Stamp,
         statement: &[u8],
         decision: Option<(Action, &[u8])>,
         r: &ResponseRef<'_>,
@@ -249,7 +249,7 @@ impl Chain {
         &mut self,
         session: &SessionId,
         key: &HostKey,
-        ts: OffsetDateTime,
+        ts: Stamp,
         reason: &str,
     ) -> Result<[u8; 64]> {
         let totals = self.totals;
@@ -343,14 +343,14 @@ impl Chain {
     }
 
     /// Appends a whole body, serialised generically.
-    fn push(&mut self, ts: OffsetDateTime, body: &RecordBody) -> Result<()> {
+    fn push(&mut self, ts: Stamp, body: &RecordBody) -> Result<()> {
         let n = self.next_n;
         self.push_with(|out| format::write_record_json(out, n, ts, body))
     }
 
     /// Appends a record whose body `write_body` writes as `,"type":…` after the common prefix;
     /// the closing brace is added here.
-    fn line(&mut self, ts: OffsetDateTime, write_body: impl FnOnce(&mut Vec<u8>)) -> Result<()> {
+    fn line(&mut self, ts: Stamp, write_body: impl FnOnce(&mut Vec<u8>)) -> Result<()> {
         let n = self.next_n;
         self.push_with(|out| {
             format::write_record_prefix(out, n, ts)?;

@@ -4,8 +4,9 @@
 //!
 //! 1. a zstd **skippable frame** (magic `0x184D2A50`, LE u32 size = 226)
 //!    holding the binary [`SegmentHeader`], then
-//! 2. one ordinary **zstd frame** (with content checksum) holding the records
-//!    as lines: `<64 hex chain hash> <record JSON>\n`.
+//! 2. one ordinary **zstd frame** holding the records as lines:
+//!    `<64 hex chain hash> <record JSON>\n`. It is written without zstd's content checksum
+//!    (the header's SHA-256 covers the compressed bytes); frames with one read too.
 //!
 //! Stock `zstd -d` skips the headers and prints the record lines.
 //!
@@ -36,9 +37,8 @@
 
 use crate::key::{HostKey, KeyId, PublicKey};
 use crate::model::{RecordBody, SessionId};
+use crate::stamp::Stamp;
 use crate::util::{hex_into, sha256, unhex};
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
 
 /// zstd skippable frame magic used for segment headers.
 pub const SKIPPABLE_MAGIC: u32 = 0x184D_2A50;
@@ -264,7 +264,7 @@ pub fn push_line(buf: &mut Vec<u8>, hash: &[u8; 32], json: &[u8]) {
 pub fn write_record_json(
     out: &mut Vec<u8>,
     n: u64,
-    ts: OffsetDateTime,
+    ts: Stamp,
     body: &RecordBody,
 ) -> Result<(), serde_json::Error> {
     let start = out.len();
@@ -282,15 +282,14 @@ pub fn write_record_json(
 pub(crate) fn write_record_prefix(
     out: &mut Vec<u8>,
     n: u64,
-    ts: OffsetDateTime,
+    ts: Stamp,
 ) -> Result<(), serde_json::Error> {
     use serde::ser::Error as _;
     out.extend_from_slice(b"{\"n\":");
     out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
     out.extend_from_slice(b",\"ts\":\"");
-    // RFC 3339 text is digits, `-:.TZ+`: nothing JSON would escape.
-    ts.format_into(out, &Rfc3339)
-        .map_err(serde_json::Error::custom)?;
+    // RFC 3339 text is digits, `-:.TZ`: nothing JSON would escape.
+    ts.write_rfc3339(out).map_err(serde_json::Error::custom)?;
     out.push(b'"');
     Ok(())
 }
@@ -298,7 +297,7 @@ pub(crate) fn write_record_prefix(
 fn write_record_json_inner(
     out: &mut Vec<u8>,
     n: u64,
-    ts: OffsetDateTime,
+    ts: Stamp,
     body: &RecordBody,
 ) -> Result<(), serde_json::Error> {
     use serde::ser::Error as _;
@@ -627,7 +626,7 @@ mod tests {
         let stamps = [
             time::macros::datetime!(2026-11-26 02:15:00 UTC),
             time::macros::datetime!(2026-11-26 02:15:00.5 UTC),
-            time::macros::datetime!(1999-01-02 03:04:05.000000001 -08:00),
+            time::macros::datetime!(1999-01-02 03:04:05.000000001 UTC),
         ];
         for (i, body) in all_bodies().into_iter().enumerate() {
             for (j, &ts) in stamps.iter().enumerate() {
@@ -639,7 +638,7 @@ mod tests {
                 };
                 let want = serde_json::to_vec(&rec).unwrap();
                 let mut got = b"prefix".to_vec();
-                write_record_json(&mut got, n, ts, &body).unwrap();
+                write_record_json(&mut got, n, ts.into(), &body).unwrap();
                 assert_eq!(
                     &got[6..],
                     want.as_slice(),
@@ -652,16 +651,9 @@ mod tests {
 
     #[test]
     fn record_json_error_restores_buffer() {
-        // RFC 3339 cannot express an offset with seconds.
-        let off = time::UtcOffset::from_hms(1, 0, 30).unwrap();
-        let ts = time::macros::datetime!(2026-11-26 02:15:00 UTC).to_offset(off);
+        // RFC 3339 cannot express the year 10000.
+        let ts = Stamp::from_unix(253_402_300_800, 0);
         let body = RecordBody::Gap(crate::model::Gap { dropped: 1 });
-        let rec = crate::model::Record {
-            n: 1,
-            ts,
-            body: body.clone(),
-        };
-        assert!(serde_json::to_vec(&rec).is_err());
         let mut buf = b"keep".to_vec();
         assert!(write_record_json(&mut buf, 1, ts, &body).is_err());
         assert_eq!(buf, b"keep");

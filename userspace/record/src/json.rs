@@ -217,12 +217,10 @@ fn str_(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     let b = s.as_bytes();
     let mut start = 0;
-    for (i, &c) in b.iter().enumerate() {
-        if c >= 0x20 && c != b'"' && c != b'\\' {
-            continue;
-        }
+    while let Some(i) = next_escape(b, start) {
         out.extend_from_slice(&b[start..i]);
         start = i + 1;
+        let c = b[i];
         match c {
             b'"' => out.extend_from_slice(b"\\\""),
             b'\\' => out.extend_from_slice(b"\\\\"),
@@ -241,6 +239,35 @@ fn str_(out: &mut Vec<u8>, s: &str) {
     }
     out.extend_from_slice(&b[start..]);
     out.push(b'"');
+}
+
+/// The first byte at or after `from` that a JSON string must escape (`"`, `\`, below 0x20).
+/// Eight bytes at a time: SQL text and result cells rarely need escaping, and a byte loop was
+/// the recorder's largest instruction count after the compressor.
+fn next_escape(b: &[u8], from: usize) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let needs = |c: u8| c < 0x20 || c == b'"' || c == b'\\';
+    let mut i = from;
+    while let Some(chunk) = b.get(i..i + 8) {
+        let x = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
+        // A byte below 0x20, or equal to '"' or '\\': the classic "has less than" and "has
+        // zero byte" tests (exact for every byte value, including non-ASCII).
+        let quote = x ^ (ONES * u64::from(b'"'));
+        let slash = x ^ (ONES * u64::from(b'\\'));
+        let hit = (x.wrapping_sub(ONES * 0x20) & !x
+            | quote.wrapping_sub(ONES) & !quote
+            | slash.wrapping_sub(ONES) & !slash)
+            & HIGH;
+        if hit != 0 {
+            return Some(i + (hit.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    b[i.min(b.len())..]
+        .iter()
+        .position(|&c| needs(c))
+        .map(|p| i + p)
 }
 
 #[cfg(test)]
@@ -351,6 +378,31 @@ mod tests {
             let mut got = Vec::new();
             str_(&mut got, s);
             assert_eq!(got, serde_json::to_vec(s).unwrap(), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn escapes_are_found_at_every_offset_of_the_word_scan() {
+        // The scan reads eight bytes at a time: every special byte at every position of
+        // strings of 0..=20 bytes, over ASCII and multi-byte backgrounds (bytes >= 0x80 must
+        // never be taken for specials, nor hide them).
+        for background in ["abcdefghijklmnopqrst", "ééééééééééé"] {
+            for special in [
+                '"', '\\', '\u{0}', '\n', '\u{1f}', ' ', '\u{7f}', '!', '#', '[', ']',
+            ] {
+                for len in 0..=20 {
+                    let bg: Vec<char> = background.chars().collect();
+                    for at in 0..=len.min(bg.len()) {
+                        let mut s: String = bg[..len.min(bg.len())].iter().collect();
+                        let byte_at = s.char_indices().nth(at).map_or(s.len(), |(i, _)| i);
+                        s.insert(byte_at, special);
+                        s.push(special);
+                        let mut got = Vec::new();
+                        str_(&mut got, &s);
+                        assert_eq!(got, serde_json::to_vec(&s).unwrap(), "{s:?}");
+                    }
+                }
+            }
         }
     }
 }

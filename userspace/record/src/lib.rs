@@ -61,6 +61,7 @@ pub mod reader;
 pub mod recorder;
 pub mod render;
 pub mod scan;
+pub mod stamp;
 pub mod store;
 mod util;
 pub mod verify;
@@ -83,6 +84,7 @@ pub use render::{
     SessionSummary,
 };
 pub use scan::{find_pans, scan_session_file, PanHit};
+pub use stamp::Stamp;
 pub use store::{
     session_file_name, IndexEntry, IndexProblem, SessionStore, DEFAULT_SESSIONS_DIR, INDEX_FILE,
 };

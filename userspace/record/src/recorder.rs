@@ -34,12 +34,12 @@ use crate::error::RecordError;
 use crate::hot::Hot;
 use crate::json;
 use crate::model::{Action, Gap, RecordBody};
+use crate::stamp::Stamp;
 use crate::writer::{SealSummary, SegmentOut, SessionWriter, Sink};
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use time::OffsetDateTime;
 
 /// Queue-full behaviour.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -114,10 +114,10 @@ pub enum PutError {
 struct Open {
     active: bool,
     stmt: u64,
-    ts: OffsetDateTime,
+    ts: Stamp,
     /// Its fields, serialised when it arrived (its strings were then in this core's cache).
     statement: Vec<u8>,
-    decision: Option<(OffsetDateTime, Action)>,
+    decision: Option<(Stamp, Action)>,
     decision_fields: Vec<u8>,
 }
 
@@ -136,7 +136,7 @@ impl Open {
 }
 
 enum Ending {
-    Finish(OffsetDateTime, String),
+    Finish(Stamp, String),
     Dropped,
 }
 
@@ -225,7 +225,7 @@ impl State {
     }
 
     /// Records were dropped since the last append: a gap record says how many, in place.
-    fn gap(&mut self, ts: OffsetDateTime) -> Result<(), RecordError> {
+    fn gap(&mut self, ts: Stamp) -> Result<(), RecordError> {
         if self.dropped == 0 {
             return Ok(());
         }
@@ -238,7 +238,7 @@ impl State {
         self.open.active && self.open.stmt == stmt
     }
 
-    fn put(&mut self, ts: OffsetDateTime, item: Hot<'_>) -> Result<(), RecordError> {
+    fn put(&mut self, ts: Stamp, item: Hot<'_>) -> Result<(), RecordError> {
         self.gap(ts)?;
         match item {
             Hot::Statement(s) if s.text.len() > Open::KEEP => {
@@ -284,7 +284,7 @@ impl State {
         Ok(())
     }
 
-    fn put_body(&mut self, ts: OffsetDateTime, body: RecordBody) -> Result<(), RecordError> {
+    fn put_body(&mut self, ts: Stamp, body: RecordBody) -> Result<(), RecordError> {
         match &body {
             RecordBody::Statement(s) => return self.put(ts, Hot::Statement(s.view())),
             RecordBody::Decision(d) => return self.put(ts, Hot::Decision(d.view())),
@@ -343,7 +343,7 @@ impl Recorder {
                 open: Open {
                     active: false,
                     stmt: 0,
-                    ts: OffsetDateTime::UNIX_EPOCH,
+                    ts: Stamp::UNIX_EPOCH,
                     statement: Vec::new(),
                     decision: None,
                     decision_fields: Vec::new(),
@@ -421,7 +421,7 @@ impl Recorder {
     /// # Errors
     /// [`PutError::Full`] or [`PutError::Failed`].
     pub fn try_put(&self, item: Hot<'_>) -> Result<Recorded, PutError> {
-        self.try_put_at(OffsetDateTime::now_utc(), item)
+        self.try_put_at(Stamp::now(), item)
     }
 
     /// Like [`Self::try_put`] with an explicit timestamp (a statement and its decision share
@@ -429,7 +429,7 @@ impl Recorder {
     ///
     /// # Errors
     /// [`PutError::Full`] or [`PutError::Failed`].
-    pub fn try_put_at(&self, ts: OffsetDateTime, item: Hot<'_>) -> Result<Recorded, PutError> {
+    pub fn try_put_at(&self, ts: Stamp, item: Hot<'_>) -> Result<Recorded, PutError> {
         let mut st = self.shared.lock();
         self.append(&mut st, |st| st.put(ts, item))
             .map_err(|e| e.map_or(PutError::Full, PutError::Failed))
@@ -451,7 +451,7 @@ impl Recorder {
             if st.ready.is_empty() {
                 // Full with nothing for the writer (a queue of one holding a statement):
                 // hand it what is held.
-                let ts = OffsetDateTime::now_utc();
+                let ts = Stamp::now();
                 if let Err(e) = st.release().and_then(|()| st.gap(ts)) {
                     st.failed = Some(error_chain(&e));
                     continue;
@@ -475,18 +475,14 @@ impl Recorder {
     /// # Errors
     /// [`RecorderError::WriterFailed`] when the writer thread has stopped.
     pub fn record(&self, body: RecordBody) -> Result<Recorded, RecorderError> {
-        self.record_at(OffsetDateTime::now_utc(), body)
+        self.record_at(Stamp::now(), body)
     }
 
     /// Like [`Self::record`] with an explicit timestamp.
     ///
     /// # Errors
     /// [`RecorderError::WriterFailed`] when the writer thread has stopped.
-    pub fn record_at(
-        &self,
-        ts: OffsetDateTime,
-        body: RecordBody,
-    ) -> Result<Recorded, RecorderError> {
+    pub fn record_at(&self, ts: Stamp, body: RecordBody) -> Result<Recorded, RecorderError> {
         let mut body = Some(body);
         loop {
             {
@@ -511,7 +507,7 @@ impl Recorder {
     /// # Errors
     /// [`TryRecordError::Full`] or [`TryRecordError::Failed`].
     pub fn try_record(&self, body: RecordBody) -> Result<(), TryRecordError> {
-        let ts = OffsetDateTime::now_utc();
+        let ts = Stamp::now();
         let mut st = self.shared.lock();
         if st.failed.is_none() && self.shared.full(&st) {
             return Err(TryRecordError::Full(Box::new(body)));
@@ -541,7 +537,7 @@ impl Recorder {
         if st.failed.is_some() {
             return Err(Self::failed(&st));
         }
-        let ts = OffsetDateTime::now_utc();
+        let ts = Stamp::now();
         if let Err(e) = st.release().and_then(|()| st.gap(ts)) {
             st.failed = Some(error_chain(&e));
             return Err(Self::failed(&st));
@@ -561,7 +557,7 @@ impl Recorder {
     pub fn finish(mut self, reason: &str) -> Result<SealSummary, RecorderError> {
         {
             let mut st = self.shared.lock();
-            st.ending = Some(Ending::Finish(OffsetDateTime::now_utc(), reason.to_owned()));
+            st.ending = Some(Ending::Finish(Stamp::now(), reason.to_owned()));
             self.shared.wake_writer(&mut st);
         }
         let joined = self.thread.take().map(JoinHandle::join);
@@ -609,10 +605,7 @@ fn write_until_sealed<W: Sink>(
         if let Some(ending) = st.ending.take() {
             let (ts, reason) = match ending {
                 Ending::Finish(ts, reason) => (ts, reason),
-                Ending::Dropped => (
-                    OffsetDateTime::now_utc(),
-                    "recorder dropped without finish".to_owned(),
-                ),
+                Ending::Dropped => (Stamp::now(), "recorder dropped without finish".to_owned()),
             };
             st.release()?;
             st.gap(ts)?;

@@ -8,13 +8,12 @@ use std::{
     hash::{BuildHasherDefault, Hasher},
     sync::{Arc, Mutex},
 };
-use time::OffsetDateTime;
 
 use dbwarden_mask::Masker;
 use dbwarden_record::{
     self as record,
     model::{Notice, Rows},
-    Action, DecisionRef, Hot, RecordBody, Recorder, ResponseRef, SessionHeader, SessionId,
+    Action, DecisionRef, Hot, RecordBody, Recorder, ResponseRef, SessionHeader, SessionId, Stamp,
     StatementRef,
 };
 use dbwarden_wire_pg::{
@@ -78,7 +77,7 @@ struct Inner {
     /// The last result's column names, raw and masked: statements repeat their result shape.
     columns: Option<(Vec<String>, Arc<[String]>)>,
     /// When each running statement started (its record's timestamp).
-    started: HashMap<u64, OffsetDateTime, BuildHasherDefault<StmtHasher>>,
+    started: HashMap<u64, Stamp, BuildHasherDefault<StmtHasher>>,
     rows: HashMap<u64, RowAcc, BuildHasherDefault<StmtHasher>>,
     params: HashMap<String, Vec<Option<String>>>,
 }
@@ -134,16 +133,14 @@ impl SessionRecording {
     fn put(&self, body: RecordBody) {
         match self.recorder.try_record(body) {
             Ok(()) => {}
-            Err(record::TryRecordError::Full(body)) => {
-                self.put_at(OffsetDateTime::now_utc(), *body)
-            }
+            Err(record::TryRecordError::Full(body)) => self.put_at(Stamp::now(), *body),
             Err(record::TryRecordError::Failed(e)) => self.fail(&e),
         }
     }
 
     /// Queues a record stamped `ts`; with a full queue and the block behaviour the calling
     /// worker thread waits (block_in_place).
-    fn put_at(&self, ts: OffsetDateTime, body: RecordBody) {
+    fn put_at(&self, ts: Stamp, body: RecordBody) {
         let r = tokio::task::block_in_place(|| self.recorder.record_at(ts, body));
         if let Err(e) = r {
             self.fail(&e);
@@ -155,12 +152,7 @@ impl SessionRecording {
     /// block on that lock while this one waits for the recorder. When the queue is full (the
     /// block behaviour) the record comes back owned, to go through [`Self::put_at`] once the
     /// lock is released; records after it in `later` then follow it there, in order.
-    fn put_hot(
-        &self,
-        later: &mut Vec<(OffsetDateTime, RecordBody)>,
-        ts: OffsetDateTime,
-        item: Hot<'_>,
-    ) {
+    fn put_hot(&self, later: &mut Vec<(Stamp, RecordBody)>, ts: Stamp, item: Hot<'_>) {
         if !later.is_empty() {
             later.push((ts, item.to_body()));
             return;
@@ -173,7 +165,7 @@ impl SessionRecording {
     }
 
     /// Records what [`Self::put_hot`] could not, now that no lock is held.
-    fn put_later(&self, later: Vec<(OffsetDateTime, RecordBody)>) {
+    fn put_later(&self, later: Vec<(Stamp, RecordBody)>) {
         for (ts, body) in later {
             self.put_at(ts, body);
         }
@@ -216,18 +208,18 @@ impl SessionRecording {
     fn start_statement(
         &self,
         g: &mut Inner,
-        later: &mut Vec<(OffsetDateTime, RecordBody)>,
+        later: &mut Vec<(Stamp, RecordBody)>,
         stmt: u64,
         sql: Option<&str>,
         portal: Option<&str>,
-    ) -> OffsetDateTime {
+    ) -> Stamp {
         let Inner {
             last_sql,
             started,
             params,
             ..
         } = g;
-        let now = OffsetDateTime::now_utc();
+        let now = Stamp::now();
         started.insert(stmt, now);
         let text = sql.map_or(std::borrow::Cow::Borrowed(""), |s| {
             Self::masked_text(&self.masker, last_sql, s)
@@ -440,7 +432,7 @@ impl SessionRecording {
             ),
             None => (&[][..], None, &[][..]),
         };
-        let now = OffsetDateTime::now_utc();
+        let now = Stamp::now();
         // The session state is not locked here: the response may wait for room directly.
         let mut later = Vec::new();
         self.put_hot(
@@ -451,9 +443,7 @@ impl SessionRecording {
                 columns,
                 rows,
                 command_tag,
-                duration_us: started.map_or(0, |s| {
-                    u64::try_from((now - s).whole_microseconds()).unwrap_or(0)
-                }),
+                duration_us: started.map_or(0, |s| now.micros_since(s)),
                 error,
                 data,
                 truncated: None,
