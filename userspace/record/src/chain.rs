@@ -13,6 +13,7 @@ use crate::hot::{DecisionRef, ResponseRef, StatementRef};
 use crate::json;
 use crate::key::HostKey;
 use crate::model::{Action, End, RecordBody, Seal, SessionHeader, SessionId, Totals, Truncation};
+use crate::rows::RowsRef;
 use crate::stamp::Stamp;
 use crate::util::{hex, hex_into};
 use crate::writer::RowCap;
@@ -157,7 +158,7 @@ impl Chain {
                     &x.response.view(),
                 )
             }
-            RecordBody::Rows(mut rows) => match self.keep(rows.stmt, &rows.rows) {
+            RecordBody::Rows(mut rows) => match self.keep(rows.stmt, RowsRef::Cells(&rows.rows)) {
                 Kept::Nothing => Ok(()),
                 Kept::First(n, truncated) => {
                     rows.rows.truncate(n);
@@ -290,9 +291,9 @@ impl Chain {
             return r;
         }
         match self.keep(r.stmt, r.data) {
-            Kept::Nothing => r.data = &[],
+            Kept::Nothing => r.data = RowsRef::default(),
             Kept::First(n, truncated) => {
-                r.data = &r.data[..n];
+                r.data = r.data.first(n);
                 r.truncated = truncated;
             }
         }
@@ -300,7 +301,7 @@ impl Chain {
     }
 
     /// How many of `rows` (the next batch of statement `stmt`) the cap keeps; counts the rest.
-    fn keep(&mut self, stmt: u64, rows: &[Vec<Option<String>>]) -> Kept {
+    fn keep(&mut self, stmt: u64, rows: RowsRef<'_>) -> Kept {
         if self.cap.stmt != Some(stmt) {
             self.cap = CapState {
                 stmt: Some(stmt),
@@ -313,11 +314,8 @@ impl Chain {
         }
         let cap = self.row_cap;
         let mut keep = 0;
-        for row in rows {
-            let b: u64 = row
-                .iter()
-                .map(|c| c.as_ref().map_or(0, |s| s.len() as u64))
-                .sum();
+        for i in 0..rows.len() {
+            let b = rows.row_bytes(i);
             if self.cap.rows + 1 > cap.max_rows || self.cap.bytes + b > cap.max_bytes {
                 self.cap.cut = true;
                 break;

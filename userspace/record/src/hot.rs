@@ -4,6 +4,7 @@
 //! it would the owned bodies.
 
 use crate::model::{Action, Decision, ResponseSummary, Statement, Truncation};
+use crate::rows::RowsRef;
 
 /// A statement as received (text and parameters already masked).
 #[derive(Clone, Copy, Debug)]
@@ -49,7 +50,7 @@ pub struct ResponseRef<'a> {
     /// Error message (masked), if the statement failed.
     pub error: Option<&'a str>,
     /// Result rows as the client saw them (masked); the writer applies the row cap.
-    pub data: &'a [Vec<Option<String>>],
+    pub data: RowsRef<'a>,
     /// Where the cap cut `data` (set by the writer).
     pub truncated: Option<Truncation>,
 }
@@ -89,7 +90,7 @@ impl ResponseSummary {
             command_tag: self.command_tag.as_deref(),
             duration_us: self.duration_us,
             error: self.error.as_deref(),
-            data: &self.data,
+            data: RowsRef::Cells(&self.data),
             truncated: self.truncated,
         }
     }

@@ -10,6 +10,7 @@
 
 use crate::hot::{DecisionRef, ResponseRef, StatementRef};
 use crate::model::{Action, Exchange, RecordBody, Rows, Truncation};
+use crate::rows::RowsRef;
 
 pub(crate) fn write_hot_body(out: &mut Vec<u8>, body: &RecordBody) -> bool {
     match body {
@@ -68,7 +69,7 @@ pub(crate) fn statement(out: &mut Vec<u8>, s: &StatementRef<'_>) {
     str_(out, s.text);
     if !s.params.is_empty() {
         out.extend_from_slice(b",\"params\":");
-        cells(out, s.params);
+        cells(out, s.params.iter().map(Option::as_deref));
     }
 }
 
@@ -147,7 +148,7 @@ fn rows(out: &mut Vec<u8>, r: &Rows) {
         strs(out, &r.columns);
     }
     out.extend_from_slice(b",\"rows\":");
-    table(out, &r.rows);
+    table(out, RowsRef::Cells(&r.rows));
     if let Some(t) = &r.truncated {
         truncated(out, t);
     }
@@ -165,9 +166,19 @@ fn truncated(out: &mut Vec<u8>, t: &Truncation) {
     out.push(b'}');
 }
 
-fn table(out: &mut Vec<u8>, rows: &[Vec<Option<String>>]) {
+fn table(out: &mut Vec<u8>, rows: RowsRef<'_>) {
+    match rows {
+        RowsRef::Cells(c) => table_of(out, c.iter().map(|r| r.iter().map(Option::as_deref))),
+        RowsRef::Buf { buf, rows } => table_of(out, (0..rows).map(|r| buf.row(r))),
+    }
+}
+
+fn table_of<'a, R: Iterator<Item = Option<&'a str>>>(
+    out: &mut Vec<u8>,
+    rows: impl Iterator<Item = R>,
+) {
     out.push(b'[');
-    for (i, row) in rows.iter().enumerate() {
+    for (i, row) in rows.enumerate() {
         if i > 0 {
             out.push(b',');
         }
@@ -176,13 +187,13 @@ fn table(out: &mut Vec<u8>, rows: &[Vec<Option<String>>]) {
     out.push(b']');
 }
 
-fn cells(out: &mut Vec<u8>, cells: &[Option<String>]) {
+fn cells<'a>(out: &mut Vec<u8>, cells: impl Iterator<Item = Option<&'a str>>) {
     out.push(b'[');
-    for (i, c) in cells.iter().enumerate() {
+    for (i, c) in cells.enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        opt_str(out, c.as_deref());
+        opt_str(out, c);
     }
     out.push(b']');
 }

@@ -60,6 +60,7 @@ pub mod model;
 pub mod reader;
 pub mod recorder;
 pub mod render;
+pub mod rows;
 pub mod scan;
 pub mod stamp;
 pub mod store;
@@ -83,6 +84,7 @@ pub use render::{
     export_jsonl, list_dir, render_list, replay, show, summarize, transcript, ListFilter,
     SessionSummary,
 };
+pub use rows::{RowBuf, RowsRef};
 pub use scan::{find_pans, scan_session_file, PanHit};
 pub use stamp::Stamp;
 pub use store::{

@@ -68,22 +68,21 @@ impl Stamp {
     /// # Errors
     /// [`OutOfRange`] for a year outside 0000–9999; nothing is appended then.
     pub fn write_rfc3339(self, out: &mut Vec<u8>) -> Result<(), OutOfRange> {
-        let days = self.secs.div_euclid(86_400);
-        let secs_of_day = self.secs.rem_euclid(86_400);
-        let (y, m, d) = civil_from_days(days);
-        if !(0..=9999).contains(&y) {
-            return Err(OutOfRange(self.secs));
+        // A session writes thousands of records a second: the date and time of day are
+        // worked out once per second and thread.
+        thread_local! {
+            static LAST: std::cell::Cell<Option<(i64, [u8; 19])>> =
+                const { std::cell::Cell::new(None) };
         }
-        let secs_of_day = secs_of_day as usize;
-        let mut b = *b"0000-00-00T00:00:00";
-        b[0..2].copy_from_slice(pair(y as usize / 100));
-        b[2..4].copy_from_slice(pair(y as usize % 100));
-        b[5..7].copy_from_slice(pair(m as usize));
-        b[8..10].copy_from_slice(pair(d as usize));
-        b[11..13].copy_from_slice(pair(secs_of_day / 3600));
-        b[14..16].copy_from_slice(pair(secs_of_day / 60 % 60));
-        b[17..19].copy_from_slice(pair(secs_of_day % 60));
-        out.extend_from_slice(&b);
+        let head = match LAST.with(std::cell::Cell::get) {
+            Some((secs, text)) if secs == self.secs => text,
+            _ => {
+                let text = self.date_time()?;
+                LAST.with(|c| c.set(Some((self.secs, text))));
+                text
+            }
+        };
+        out.extend_from_slice(&head);
         if self.nanos != 0 {
             let n = self.nanos as usize;
             let mut f = *b".000000000";
@@ -97,6 +96,25 @@ impl Stamp {
         }
         out.push(b'Z');
         Ok(())
+    }
+
+    /// `YYYY-MM-DDTHH:MM:SS`.
+    fn date_time(self) -> Result<[u8; 19], OutOfRange> {
+        let days = self.secs.div_euclid(86_400);
+        let secs_of_day = self.secs.rem_euclid(86_400) as usize;
+        let (y, m, d) = civil_from_days(days);
+        if !(0..=9999).contains(&y) {
+            return Err(OutOfRange(self.secs));
+        }
+        let mut b = *b"0000-00-00T00:00:00";
+        b[0..2].copy_from_slice(pair(y as usize / 100));
+        b[2..4].copy_from_slice(pair(y as usize % 100));
+        b[5..7].copy_from_slice(pair(m as usize));
+        b[8..10].copy_from_slice(pair(d as usize));
+        b[11..13].copy_from_slice(pair(secs_of_day / 3600));
+        b[14..16].copy_from_slice(pair(secs_of_day / 60 % 60));
+        b[17..19].copy_from_slice(pair(secs_of_day % 60));
+        Ok(b)
     }
 }
 

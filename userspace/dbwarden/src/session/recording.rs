@@ -13,8 +13,8 @@ use dbwarden_mask::Masker;
 use dbwarden_record::{
     self as record,
     model::{Notice, Rows},
-    Action, DecisionRef, Hot, RecordBody, Recorder, ResponseRef, SessionHeader, SessionId, Stamp,
-    StatementRef,
+    Action, DecisionRef, Hot, RecordBody, Recorder, ResponseRef, RowBuf, RowsRef, SessionHeader,
+    SessionId, Stamp, StatementRef,
 };
 use dbwarden_wire_pg::{
     proxy::{Outcome, ResultContext},
@@ -24,14 +24,16 @@ use tracing::warn;
 
 use crate::pipeline::SessionInfo;
 
-/// Rows are handed to the recorder in batches of this many.
+/// Rows are handed to the recorder in batches of this many, or of this much cell text.
 const ROW_BATCH: usize = 64;
+const ROW_BATCH_BYTES: usize = 1 << 20;
 
 #[derive(Default)]
 struct RowAcc {
     /// Masked column names (shared with the session's cache).
     columns: Option<Arc<[String]>>,
-    rows: Vec<Vec<Option<String>>>,
+    /// Rows not yet recorded, as flat text (no allocation per row or cell).
+    rows: RowBuf,
     count: u64,
     /// A batch already went out as a `Rows` record; otherwise the rows ride in the response.
     flushed: bool,
@@ -349,27 +351,23 @@ impl SessionRecording {
             let Ok(row) = DataRow::parse(masked.clone()) else {
                 return;
             };
-            let cells = row
-                .values()
-                .enumerate()
-                .map(|(i, v)| {
-                    v.map(|b| match ctx.format(i) {
-                        Some(Format::Binary) => {
-                            const DIGITS: &[u8; 16] = b"0123456789abcdef";
-                            let mut s = String::with_capacity(2 + b.len() * 2);
-                            s.push_str("\\x");
-                            for &x in b {
-                                s.push(char::from(DIGITS[usize::from(x >> 4)]));
-                                s.push(char::from(DIGITS[usize::from(x & 15)]));
-                            }
-                            s
-                        }
-                        _ => String::from_utf8_lossy(b).into_owned(),
-                    })
-                })
-                .collect();
-            acc.rows.push(cells);
-            if acc.rows.len() >= ROW_BATCH {
+            let rows = &mut acc.rows;
+            for (i, v) in row.values().enumerate() {
+                match v {
+                    None => rows.push_null(),
+                    Some(b) if !rows.fits(2 + 2 * b.len()) => {
+                        // Over 2 GiB of text in one batch: not representable, and far past
+                        // any row cap. Recorded as a cut cell rather than not at all.
+                        rows.push_str("<cell too large to record>");
+                    }
+                    Some(b) => match ctx.format(i) {
+                        Some(Format::Binary) => rows.push_hex(b),
+                        _ => rows.push_lossy(b),
+                    },
+                }
+            }
+            rows.end_row();
+            if rows.len() >= ROW_BATCH || rows.text_len() >= ROW_BATCH_BYTES {
                 // Column names go with the first batch only.
                 let columns = if acc.flushed {
                     Vec::new()
@@ -379,10 +377,12 @@ impl SessionRecording {
                         .map_or_else(Vec::new, <[String]>::to_vec)
                 };
                 acc.flushed = true;
+                let batch = acc.rows.to_rows();
+                acc.rows.clear();
                 Some(Rows {
                     stmt,
                     columns,
-                    rows: std::mem::take(&mut acc.rows),
+                    rows: batch,
                     truncated: None,
                 })
             } else {
@@ -416,10 +416,12 @@ impl SessionRecording {
         };
         if let Some(acc) = acc.as_mut().filter(|a| a.flushed && !a.rows.is_empty()) {
             // The rest of a large result, after the batches already recorded.
+            let rows = acc.rows.to_rows();
+            acc.rows.clear();
             self.put(RecordBody::Rows(Rows {
                 stmt,
                 columns: Vec::new(),
-                rows: std::mem::take(&mut acc.rows),
+                rows,
                 truncated: None,
             }));
         }
@@ -428,9 +430,9 @@ impl SessionRecording {
             Some(acc) => (
                 acc.columns.as_deref().unwrap_or_default(),
                 Some(acc.count),
-                acc.rows.as_slice(),
+                RowsRef::buf(&acc.rows),
             ),
-            None => (&[][..], None, &[][..]),
+            None => (&[][..], None, RowsRef::default()),
         };
         let now = Stamp::now();
         // The session state is not locked here: the response may wait for room directly.
