@@ -3,9 +3,8 @@
 //!
 //! [`Chain`] does no I/O. A [`Cut`] taken from it is one segment's payload with the chain
 //! hashes around it; the segment output in [`crate::writer`] compresses, signs and writes it.
-//! [`crate::SessionWriter`] owns both halves; [`crate::Recorder`] shares the chain with the
-//! session task, which appends its records straight into it, while its writer thread owns
-//! the output.
+//! [`crate::SessionWriter`] owns both halves; so does a [`crate::Recorder`]'s writer thread,
+//! which appends the records its session hands over as events.
 
 use crate::error::{RecordError, Result};
 use crate::format;

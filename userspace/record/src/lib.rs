@@ -52,6 +52,7 @@
 
 mod chain;
 pub mod error;
+mod events;
 pub mod format;
 pub mod hot;
 mod json;

@@ -1,36 +1,38 @@
-//! Off-the-hot-path recording. The session task appends its records straight into the
-//! session's [`Chain`] — numbering, hash chain, buffered record lines — under a mutex that the
-//! writer thread takes only a few times per second; the writer thread compresses, signs and
-//! writes the segments cut from it, and seals on [`Recorder::finish`]. A record costs the
-//! session its serialisation and one SHA-256 over bytes still in its cache: no allocation, no
-//! queue message, no wake-up of another thread.
+//! Off-the-hot-path recording. The session task appends its records as compact binary events
+//! (`events.rs`: little more than copies of the masked text and rows) under a mutex that
+//! the writer thread takes only a few times per second. The writer thread turns batches of
+//! events into record lines — numbering, JSON, the SHA-256 chain, totals, the row cap — then
+//! compresses, signs and writes the segments, and seals on [`Recorder::finish`]. A record
+//! costs the session no allocation, no queue message and no wake-up of another thread; the
+//! serialisation code runs over hundreds of records at once, on the writer's side.
 //!
-//! The session hands the writer its records in chunks of about 64 KiB (or half the queue
-//! capacity in records); the writer compresses each chunk into the open segment as it comes, so
-//! the buffers stay small and hot. A segment is signed and written
+//! The session hands the writer its events in batches of about 32 KiB (or half the queue
+//! capacity in records); the writer compresses the lines of each batch into the open segment
+//! as it comes, so the buffers stay small and hot. A segment is signed and written
 //! - once the flush interval (1 s) has passed since its oldest record was appended: the
 //!   crash-loss bound;
 //! - when it reaches the segment size limit, on [`Recorder::flush`], and at the seal.
 //!
-//! Records buffered or in chunks the writer has not taken yet count against the queue
+//! Records appended or in batches the writer has not taken yet count against the queue
 //! capacity; when it is reached, [`OnFull`] decides:
 //! - `Block` (default, fail closed): [`Recorder::record`] waits until the writer has taken the
-//!   waiting chunks. **Do not call it on an async executor thread**: call it from
+//!   waiting batches. **Do not call it on an async executor thread**: call it from
 //!   `spawn_blocking`, or use [`Recorder::try_put`] / [`Recorder::try_record`] (they never
 //!   block) and [`Recorder::wait_for_room`] the way the daemon does.
 //! - `Drop`: the record is discarded and counted; a [`crate::Gap`] record with the count is
 //!   written before the next record. Never silent.
 //!
-//! A statement (and its decision) is held back until its response: when the response is the
-//! next record, the three are written as one `exchange` record. The hold ends at the next cut
-//! at the latest, so the crash-loss bound holds; any other record ends it too, so the order of
-//! records is exactly the order they were recorded in.
+//! The writer holds a statement (and its decision) back until its response: when the response
+//! is the next record, the three are written as one `exchange` record. The hold ends at the
+//! next flush at the latest, so the crash-loss bound holds; any other record ends it too, so
+//! the order of records is exactly the order they were recorded in.
 //!
-//! If the writer fails (disk full, I/O error) every later call returns
-//! [`RecorderError::WriterFailed`]: the daemon must then block the session.
+//! If the writer fails (disk full, I/O error, a record it cannot serialise) every later call
+//! returns [`RecorderError::WriterFailed`]: the daemon must then block the session.
 
-use crate::chain::{Chain, Cut};
+use crate::chain::Chain;
 use crate::error::RecordError;
+use crate::events::{Batch, Event, Scratch};
 use crate::hot::Hot;
 use crate::json;
 use crate::model::{Action, Gap, RecordBody};
@@ -140,19 +142,20 @@ enum Ending {
     Dropped,
 }
 
+/// The session's side, shared with the writer thread.
 struct State {
-    chain: Chain,
-    open: Open,
-    /// Chunks the writer has not taken yet, with when their oldest record was appended.
-    ready: VecDeque<(Cut, Instant)>,
+    /// Records appended since the last cut, as events.
+    events: Batch,
+    /// Batches the writer has not taken yet, with when their oldest record was appended.
+    ready: VecDeque<(Batch, Instant)>,
     ready_records: u64,
     /// When the oldest record not yet cut arrived.
     pending_since: Option<Instant>,
     dropped: u64,
     failed: Option<String>,
     ending: Option<Ending>,
-    /// Written payload buffers, recycled.
-    spare: Vec<Vec<u8>>,
+    /// Batches the writer has turned into lines, recycled.
+    spare: Vec<Batch>,
     /// The writer waits on `work` (notify only then: a notify is a syscall).
     writer_waiting: bool,
     /// Sessions waiting on `room`.
@@ -161,10 +164,9 @@ struct State {
     flush_requested: bool,
 }
 
-/// The session hands its records to the writer in chunks of about this size: small enough
-/// that its buffers stay in cache, large enough that the writer wakes rarely. The writer
-/// compresses chunks into the open segment as they come.
-const CHUNK: usize = 64 << 10;
+/// The session hands its records to the writer in batches of about this size: small enough
+/// that its buffers stay in cache, large enough that the writer wakes rarely.
+const CHUNK: usize = 32 << 10;
 
 struct Shared {
     state: Mutex<State>,
@@ -184,7 +186,7 @@ impl Shared {
     }
 
     fn full(&self, st: &State) -> bool {
-        st.ready_records + u64::from(st.chain.pending()) + u64::from(st.open.active) >= self.queue
+        st.ready_records + u64::from(st.events.count()) >= self.queue
     }
 
     fn wake_writer(&self, st: &mut State) {
@@ -196,11 +198,11 @@ impl Shared {
 
     /// After an append: starts the flush clock, and cuts when enough is buffered.
     fn appended(&self, st: &mut State) {
-        if st.pending_since.is_none() && (st.chain.pending() > 0 || st.open.active) {
+        if st.pending_since.is_none() && st.events.count() > 0 {
             st.pending_since = Some(Instant::now());
             self.wake_writer(st);
         }
-        if st.chain.pending() >= self.cut_at || st.chain.buffered() >= CHUNK {
+        if st.events.count() >= self.cut_at || st.events.len() >= CHUNK {
             st.cut();
             self.wake_writer(st);
         }
@@ -208,8 +210,49 @@ impl Shared {
 }
 
 impl State {
+    /// Records were dropped since the last append: a gap record says how many, in place.
+    fn gap(&mut self, ts: Stamp) {
+        if self.dropped > 0 {
+            let dropped = std::mem::take(&mut self.dropped);
+            self.events.push_body(ts, RecordBody::Gap(Gap { dropped }));
+        }
+    }
+
+    fn put(&mut self, ts: Stamp, item: &Hot<'_>) {
+        self.gap(ts);
+        self.events.push_hot(ts, item);
+    }
+
+    fn put_body(&mut self, ts: Stamp, body: RecordBody) {
+        self.gap(ts);
+        self.events.push_body(ts, body);
+    }
+
+    /// Moves the appended events to the writer's queue as a batch.
+    fn cut(&mut self) {
+        if self.events.count() == 0 {
+            return;
+        }
+        let next = self.spare.pop().unwrap_or_default();
+        let b = std::mem::replace(&mut self.events, next);
+        self.ready_records += u64::from(b.count());
+        let since = self.pending_since.take().unwrap_or_else(Instant::now);
+        self.ready.push_back((b, since));
+    }
+}
+
+/// The writer's side: the chain, and the statement held back for its response.
+struct Lines {
+    chain: Chain,
+    open: Open,
+    /// When the held statement's batch was cut (it counts toward the flush interval).
+    held_since: Option<Instant>,
+}
+
+impl Lines {
     /// Writes a held statement (and decision) as separate records.
     fn release(&mut self) -> Result<(), RecordError> {
+        self.held_since = None;
         if !self.open.active {
             return Ok(());
         }
@@ -224,22 +267,11 @@ impl State {
         Ok(())
     }
 
-    /// Records were dropped since the last append: a gap record says how many, in place.
-    fn gap(&mut self, ts: Stamp) -> Result<(), RecordError> {
-        if self.dropped == 0 {
-            return Ok(());
-        }
-        self.release()?;
-        let dropped = std::mem::take(&mut self.dropped);
-        self.chain.append(ts, RecordBody::Gap(Gap { dropped }))
-    }
-
     fn holds(&self, stmt: u64) -> bool {
         self.open.active && self.open.stmt == stmt
     }
 
     fn put(&mut self, ts: Stamp, item: Hot<'_>) -> Result<(), RecordError> {
-        self.gap(ts)?;
         match item {
             Hot::Statement(s) if s.text.len() > Open::KEEP => {
                 // Too large to hold and copy again: written on its own at once.
@@ -271,6 +303,7 @@ impl State {
                     .map(|(_, a)| (a, open.decision_fields.as_slice()));
                 chain.exchange(open.ts, &open.statement, d, &r)?;
                 open.shrink();
+                self.held_since = None;
             }
             Hot::Decision(d) => {
                 self.release()?;
@@ -291,19 +324,44 @@ impl State {
             RecordBody::Response(r) => return self.put(ts, Hot::Response(r.view())),
             _ => {}
         }
-        self.gap(ts)?;
         self.release()?;
         self.chain.append(ts, body)
     }
 
-    /// Moves the buffered records to the writer's queue as a chunk.
-    fn cut(&mut self) {
-        let now = Instant::now();
-        if let Some(c) = self.chain.cut(self.spare.pop().unwrap_or_default()) {
-            self.ready_records += u64::from(c.count);
-            self.ready.push_back((c, self.pending_since.unwrap_or(now)));
+    /// Turns a batch of events into record lines; `since`: when the batch's oldest record
+    /// was appended.
+    fn apply(
+        &mut self,
+        batch: &mut Batch,
+        scratch: &mut Scratch,
+        since: Instant,
+    ) -> Result<(), RecordError> {
+        let mut rd = batch.reader(scratch);
+        while let Some(ev) = rd.next() {
+            match ev {
+                Event::Hot(ts, h) => self.put(ts, h)?,
+                Event::Body(ts, b) => self.put_body(ts, b)?,
+            }
         }
-        self.pending_since = self.open.active.then_some(now);
+        if self.open.active && self.held_since.is_none() {
+            self.held_since = Some(since);
+        }
+        Ok(())
+    }
+
+    /// Compresses the lines written since the last call into the open segment.
+    fn feed<W: Sink>(
+        &mut self,
+        out: &mut SegmentOut<W>,
+        spare: &mut Vec<u8>,
+        since: Instant,
+        max_bytes: usize,
+    ) -> Result<(), RecordError> {
+        if let Some(cut) = self.chain.cut(std::mem::take(spare)) {
+            out.add(&cut, since, max_bytes)?;
+            *spare = cut.raw;
+        }
+        Ok(())
     }
 }
 
@@ -336,21 +394,12 @@ impl Recorder {
         let (chain, out, wcfg, closed) = writer.into_parts();
         let out = out.ok_or_else(|| RecorderError::WriterFailed("sink already taken".into()))?;
         let queue = cfg.queue.max(1) as u64;
-        let pending = chain.pending() > 0;
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
-                chain,
-                open: Open {
-                    active: false,
-                    stmt: 0,
-                    ts: Stamp::UNIX_EPOCH,
-                    statement: Vec::new(),
-                    decision: None,
-                    decision_fields: Vec::new(),
-                },
+                events: Batch::default(),
                 ready: VecDeque::new(),
                 ready_records: 0,
-                pending_since: pending.then(Instant::now),
+                pending_since: None,
                 dropped: 0,
                 failed: closed,
                 ending: None,
@@ -366,10 +415,22 @@ impl Recorder {
             max_bytes: wcfg.max_segment_bytes,
             interval: wcfg.flush_interval,
         });
+        let lines = Lines {
+            chain,
+            open: Open {
+                active: false,
+                stmt: 0,
+                ts: Stamp::UNIX_EPOCH,
+                statement: Vec::new(),
+                decision: None,
+                decision_fields: Vec::new(),
+            },
+            held_since: None,
+        };
         let sh = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name(format!("dbw-rec-{}", &out.session().to_string()[..8]))
-            .spawn(move || run(&sh, out))
+            .spawn(move || run(&sh, out, lines))
             .map_err(RecorderError::Spawn)?;
         Ok(Self {
             shared,
@@ -391,7 +452,7 @@ impl Recorder {
     fn append(
         &self,
         st: &mut State,
-        put: impl FnOnce(&mut State) -> Result<(), RecordError>,
+        put: impl FnOnce(&mut State),
     ) -> Result<Recorded, Option<RecorderError>> {
         if st.failed.is_some() {
             return Err(Some(Self::failed(st)));
@@ -405,10 +466,7 @@ impl Recorder {
                 OnFull::Block => Err(None),
             };
         }
-        if let Err(e) = put(st) {
-            st.failed = Some(error_chain(&e));
-            return Err(Some(Self::failed(st)));
-        }
+        put(st);
         self.shared.appended(st);
         Ok(Recorded::Queued)
     }
@@ -431,7 +489,7 @@ impl Recorder {
     /// [`PutError::Full`] or [`PutError::Failed`].
     pub fn try_put_at(&self, ts: Stamp, item: Hot<'_>) -> Result<Recorded, PutError> {
         let mut st = self.shared.lock();
-        self.append(&mut st, |st| st.put(ts, item))
+        self.append(&mut st, |st| st.put(ts, &item))
             .map_err(|e| e.map_or(PutError::Full, PutError::Failed))
     }
 
@@ -449,13 +507,8 @@ impl Recorder {
                 return Ok(());
             }
             if st.ready.is_empty() {
-                // Full with nothing for the writer (a queue of one holding a statement):
-                // hand it what is held.
-                let ts = Stamp::now();
-                if let Err(e) = st.release().and_then(|()| st.gap(ts)) {
-                    st.failed = Some(error_chain(&e));
-                    continue;
-                }
+                // Full with nothing cut for the writer: hand it what is appended.
+                st.gap(Stamp::now());
                 st.cut();
             }
             st.room_waiters += 1;
@@ -487,9 +540,10 @@ impl Recorder {
         loop {
             {
                 let mut st = self.shared.lock();
-                match self.append(&mut st, |st| match body.take() {
-                    Some(b) => st.put_body(ts, b),
-                    None => Ok(()),
+                match self.append(&mut st, |st| {
+                    if let Some(b) = body.take() {
+                        st.put_body(ts, b);
+                    }
                 }) {
                     Ok(r) => return Ok(r),
                     Err(Some(e)) => return Err(e),
@@ -537,11 +591,7 @@ impl Recorder {
         if st.failed.is_some() {
             return Err(Self::failed(&st));
         }
-        let ts = Stamp::now();
-        if let Err(e) = st.release().and_then(|()| st.gap(ts)) {
-            st.failed = Some(error_chain(&e));
-            return Err(Self::failed(&st));
-        }
+        st.gap(Stamp::now());
         st.cut();
         st.flush_requested = true;
         self.shared.wake_writer(&mut st);
@@ -586,8 +636,12 @@ impl Drop for Recorder {
 }
 
 /// The writer thread.
-fn run<W: Sink>(sh: &Shared, mut out: SegmentOut<W>) -> Result<SealSummary, RecordError> {
-    let r = write_until_sealed(sh, &mut out);
+fn run<W: Sink>(
+    sh: &Shared,
+    mut out: SegmentOut<W>,
+    mut lines: Lines,
+) -> Result<SealSummary, RecordError> {
+    let r = write_until_sealed(sh, &mut out, &mut lines);
     if let Err(e) = &r {
         let mut st = sh.lock();
         st.failed.get_or_insert_with(|| error_chain(e));
@@ -599,7 +653,12 @@ fn run<W: Sink>(sh: &Shared, mut out: SegmentOut<W>) -> Result<SealSummary, Reco
 fn write_until_sealed<W: Sink>(
     sh: &Shared,
     out: &mut SegmentOut<W>,
+    lines: &mut Lines,
 ) -> Result<SealSummary, RecordError> {
+    let mut scratch = Scratch::default();
+    let mut spare = Vec::new();
+    // The header (and anything else the writer was given) goes out within the interval.
+    lines.feed(out, &mut spare, Instant::now(), sh.max_bytes)?;
     let mut st = sh.lock();
     loop {
         if let Some(ending) = st.ending.take() {
@@ -607,28 +666,29 @@ fn write_until_sealed<W: Sink>(
                 Ending::Finish(ts, reason) => (ts, reason),
                 Ending::Dropped => (Stamp::now(), "recorder dropped without finish".to_owned()),
             };
-            st.release()?;
-            st.gap(ts)?;
-            let totals = st.chain.totals();
-            let sig = st.chain.seal(&out.session(), out.key(), ts, &reason)?;
+            st.gap(ts);
             st.cut();
-            while let Some((cut, since)) = st.ready.pop_front() {
-                out.add(&cut, since, sh.max_bytes)?;
+            while let Some((mut b, since)) = st.ready.pop_front() {
+                lines.apply(&mut b, &mut scratch, since)?;
+                lines.feed(out, &mut spare, since, sh.max_bytes)?;
             }
+            lines.release()?;
+            let totals = lines.chain.totals();
+            let sig = lines.chain.seal(&out.session(), out.key(), ts, &reason)?;
+            lines.feed(out, &mut spare, Instant::now(), sh.max_bytes)?;
             out.end_segment()?;
             st.failed = Some("session is sealed".into());
-            return out.sealed(&st.chain, sig, totals);
+            return out.sealed(&lines.chain, sig, totals);
         }
         let now = Instant::now();
-        // The oldest record not yet on disk: in the chain (or held), or in the open segment.
-        let oldest = match (st.pending_since, out.open_since()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        // The oldest record not yet on disk: appended, held back, or in the open segment.
+        let oldest = [st.pending_since, lines.held_since, out.open_since()]
+            .into_iter()
+            .flatten()
+            .min();
         let due = oldest.is_some_and(|t| now >= t + sh.interval);
         let end = std::mem::take(&mut st.flush_requested) || due;
         if due {
-            st.release()?;
             st.cut();
         }
         if st.ready.is_empty() && !end {
@@ -642,25 +702,27 @@ fn write_until_sealed<W: Sink>(
             st.writer_waiting = false;
             continue;
         }
-        let batch: Vec<(Cut, Instant)> = st.ready.drain(..).collect();
+        let batch: Vec<(Batch, Instant)> = st.ready.drain(..).collect();
         st.ready_records = 0;
         if st.room_waiters > 0 {
             sh.room.notify_all();
         }
         drop(st);
-        let mut written = Vec::with_capacity(batch.len());
-        for (cut, since) in batch {
-            out.add(&cut, since, sh.max_bytes)?;
-            written.push(cut.raw);
+        let mut done = Vec::with_capacity(batch.len());
+        for (mut b, since) in batch {
+            lines.apply(&mut b, &mut scratch, since)?;
+            lines.feed(out, &mut spare, since, sh.max_bytes)?;
+            done.push(b);
         }
         if end {
+            lines.release()?;
+            lines.feed(out, &mut spare, now, sh.max_bytes)?;
             out.end_segment()?;
         }
         st = sh.lock();
-        for raw in written {
-            // Chunk buffers are recycled; one grown by a huge record is not.
-            if st.spare.len() < 4 && raw.capacity() <= 2 * CHUNK {
-                st.spare.push(raw);
+        for mut b in done {
+            if st.spare.len() < 4 && b.recycle() {
+                st.spare.push(b);
             }
         }
     }

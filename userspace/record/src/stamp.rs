@@ -33,6 +33,11 @@ impl Stamp {
         }
     }
 
+    /// Seconds and nanoseconds after the Unix epoch.
+    pub(crate) fn parts(self) -> (i64, u32) {
+        (self.secs, self.nanos)
+    }
+
     /// The system clock, now.
     pub fn now() -> Self {
         match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
