@@ -68,8 +68,14 @@ impl Batch {
     }
 
     fn str(&mut self, s: &str) {
-        self.len32(s.len());
-        self.buf.extend_from_slice(s.as_bytes());
+        // A length prefix must match the bytes after it: a string past 4 GiB (which no
+        // protocol message can carry) is cut at a character boundary below that.
+        let mut end = s.len().min((NONE - 1) as usize);
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.len32(end);
+        self.buf.extend_from_slice(&s.as_bytes()[..end]);
     }
 
     fn opt_str(&mut self, s: Option<&str>) {
