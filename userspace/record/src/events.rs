@@ -146,9 +146,7 @@ impl Batch {
                     }
                     RowsRef::Buf { buf, rows } => {
                         for i in 0..rows {
-                            let cells = buf.row(i);
-                            let n = buf.row(i).count();
-                            self.strs(n, cells);
+                            self.strs(buf.row_cells(i), buf.row(i));
                         }
                     }
                 }

@@ -102,6 +102,14 @@ impl RowBuf {
             .map_or(0, |c| (self.cells[c] & !NULL) as usize)
     }
 
+    /// Cells in row `row`.
+    ///
+    /// # Panics
+    /// If `row >= self.len()`.
+    pub fn row_cells(&self, row: usize) -> usize {
+        self.cell_range(row).len()
+    }
+
     /// The cells of row `row` (`None` = NULL).
     ///
     /// # Panics

@@ -494,8 +494,9 @@ fn a_huge_statement_is_not_held_for_its_response() {
     assert_eq!(s.records[2].body.statement().unwrap().text, text);
 }
 
-/// Records reach the writer in chunks of about 64 KiB, which it compresses into one streaming
-/// frame per segment: many chunks, one segment, and the file reads and verifies whole.
+/// Records reach the writer in batches of about 32 KiB, whose lines it compresses into one
+/// streaming frame per segment: many batches, one segment, and the file reads and verifies
+/// whole.
 #[test]
 fn chunks_are_compressed_into_one_segment() {
     let (sink, _entered) = gated();
