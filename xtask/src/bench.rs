@@ -12,7 +12,11 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 
+use crate::interleave::{self, median};
 use crate::util::{self, output, status};
+
+/// One window of the interleaved recording-cost measurement.
+const WINDOW: Duration = Duration::from_secs(1);
 
 struct BenchDaemon {
     child: Child,
@@ -206,9 +210,39 @@ struct Run {
     cpu_us_per_txn: Option<f64>,
 }
 
-fn pgbench(through: Option<&BenchDaemon>, db: &str, mode: &str, secs: u64) -> Result<Run> {
+/// A pgbench workload: a row of the table.
+#[derive(Clone, Copy)]
+struct Workload {
+    /// Row label.
+    name: &'static str,
+    /// pgbench arguments choosing the script and protocol.
+    args: &'static [&'static str],
+    /// Measured by interleaved windows too (the workload must hold no locks across a freeze:
+    /// a frozen TPC-B client would block the other side on its branch row).
+    interleave: bool,
+}
+
+const WORKLOADS: [Workload; 3] = [
+    Workload {
+        name: "S simple",
+        args: &["-S", "-M", "simple"],
+        interleave: true,
+    },
+    Workload {
+        name: "S prepared",
+        args: &["-S", "-M", "prepared"],
+        interleave: true,
+    },
+    Workload {
+        name: "tpcb",
+        args: &["-M", "simple"],
+        interleave: false,
+    },
+];
+
+fn pgbench(through: Option<&BenchDaemon>, db: &str, w: Workload, secs: u64) -> Result<Run> {
     let before = through.map(|d| cpu_ticks(d.child.id())).transpose()?;
-    let r = pgbench_tps(through, 5432, db, mode, secs)?;
+    let r = pgbench_tps(through, 5432, db, w, secs)?;
     let cpu_us_per_txn = match (through, before) {
         (Some(d), Some(b)) if r.1 > 0 => {
             let ticks = cpu_ticks(d.child.id())?.saturating_sub(b);
@@ -226,7 +260,7 @@ fn pgbench_tps(
     through: Option<&BenchDaemon>,
     port: u16,
     db: &str,
-    mode: &str,
+    w: Workload,
     secs: u64,
 ) -> Result<(f64, u64)> {
     let mut cmd = match through {
@@ -244,14 +278,10 @@ fn pgbench_tps(
         &port.to_string(),
         "-U",
         "postgres",
-        "-S",
-        "-c",
-        "8",
-        "-j",
-        "2",
-        "-M",
-        mode,
+        "-n",
     ])
+    .args(["-c", "8", "-j", "2"])
+    .args(w.args)
     .args(["-T", &secs.to_string(), db]);
     let out = output(cmd)?;
     let tps = out
@@ -301,8 +331,9 @@ fn count_statements(d: &BenchDaemon) -> Result<u64> {
 }
 
 /// Runs the benchmarks and prints the results.
-pub fn bench(quick: bool, criterion: bool, rounds: usize) -> Result<()> {
+pub fn bench(quick: bool, criterion: bool, rounds: usize, pairs: usize) -> Result<()> {
     let rounds = if quick { 1 } else { rounds.max(1) };
+    let pairs = if quick { pairs.min(5) } else { pairs };
     if !util::is_root() {
         bail!("the pgbench comparison attaches eBPF programs: run `sudo cargo xtask bench`");
     }
@@ -348,13 +379,14 @@ pub fn bench(quick: bool, criterion: bool, rounds: usize) -> Result<()> {
         let rec_off = start_daemon("norec", "[recording]\nenabled = false\n")?;
         let bouncer = start_pgbouncer(&db)?;
         println!(
-            "\npgbench -S -c 8 -j 2 -T {secs}, scale {scale}, {} cores; direct vs through dbwarden; median of {} interleaved rounds",
+            "\npgbench -n -c 8 -j 2 -T {secs}, scale {scale}, {} cores; direct vs through dbwarden; median of {} interleaved rounds\n\
+             (S = select-only -S, simple or prepared protocol; tpcb = pgbench's default TPC-B-like script)",
             std::thread::available_parallelism().map_or(0, std::num::NonZeroUsize::get),
             rounds
         );
         println!(
             "{:<10} {:>9} {:>9} {:>6} {:>9} {:>6} {:>9} {:>6} {:>9} | {:>9} {:>9} {:>9}",
-            "mode",
+            "workload",
             "direct",
             "dbwarden",
             "ratio",
@@ -369,27 +401,20 @@ pub fn bench(quick: bool, criterion: bool, rounds: usize) -> Result<()> {
         );
         // Interleaved rounds, medians: a 2-core runner is noisy, and a single sequence of
         // runs mostly measures what else the machine did at that moment.
-        let median = |mut v: Vec<f64>| {
-            if v.is_empty() {
-                return f64::NAN;
-            }
-            v.sort_by(|a, b| a.total_cmp(b));
-            v[v.len() / 2]
-        };
-        for mode in ["simple", "prepared"] {
+        for w in WORKLOADS {
             let (mut direct, mut proxied, mut norec) = (Vec::new(), Vec::new(), Vec::new());
             let (mut cpu_rec, mut cpu_norec, mut bounced) = (Vec::new(), Vec::new(), Vec::new());
             let mut paired_cost = Vec::new();
             for round in 0..rounds {
-                direct.push(pgbench(None, &db, mode, secs)?.tps);
+                direct.push(pgbench(None, &db, w, secs)?.tps);
                 // Recording on and off run back to back, in alternating order, and the cost is
                 // taken per round: slow drift on a shared runner then cancels out.
                 let (on, off) = if round % 2 == 0 {
-                    let on = pgbench(Some(&rec_on), &db, mode, secs)?;
-                    (on, pgbench(Some(&rec_off), &db, mode, secs)?)
+                    let on = pgbench(Some(&rec_on), &db, w, secs)?;
+                    (on, pgbench(Some(&rec_off), &db, w, secs)?)
                 } else {
-                    let off = pgbench(Some(&rec_off), &db, mode, secs)?;
-                    (pgbench(Some(&rec_on), &db, mode, secs)?, off)
+                    let off = pgbench(Some(&rec_off), &db, w, secs)?;
+                    (pgbench(Some(&rec_on), &db, w, secs)?, off)
                 };
                 paired_cost.push((1.0 - on.tps / off.tps) * 100.0);
                 proxied.push(on.tps);
@@ -397,7 +422,7 @@ pub fn bench(quick: bool, criterion: bool, rounds: usize) -> Result<()> {
                 norec.push(off.tps);
                 cpu_norec.extend(off.cpu_us_per_txn);
                 if let Some(b) = &bouncer {
-                    bounced.push(pgbench_tps(None, b.port, &db, mode, secs)?.0);
+                    bounced.push(pgbench_tps(None, b.port, &db, w, secs)?.0);
                 }
             }
             let rounds_cost = paired_cost
@@ -409,7 +434,8 @@ pub fn bench(quick: bool, criterion: bool, rounds: usize) -> Result<()> {
             let (cpu_rec, cpu_norec, bounced) =
                 (median(cpu_rec), median(cpu_norec), median(bounced));
             println!(
-                "{mode:<10} {direct:>9.0} {proxied:>9.0} {:>5.2}x {norec:>9.0} {:>5.2}x {bounced:>9.0} {:>5.2}x {:>8.1}% | {cpu_rec:>9.1} {cpu_norec:>9.1} {:>8.1}%",
+                "{:<10} {direct:>9.0} {proxied:>9.0} {:>5.2}x {norec:>9.0} {:>5.2}x {bounced:>9.0} {:>5.2}x {:>8.1}% | {cpu_rec:>9.1} {cpu_norec:>9.1} {:>8.1}%",
+                w.name,
                 proxied / direct,
                 norec / direct,
                 bounced / direct,
@@ -417,6 +443,36 @@ pub fn bench(quick: bool, criterion: bool, rounds: usize) -> Result<()> {
                 (cpu_rec / cpu_norec - 1.0) * 100.0
             );
             println!("{:<10} rec.cost per round (%): {rounds_cost}", "");
+            if pairs > 0 && w.interleave {
+                let scratch = std::env::temp_dir()
+                    .join(format!("dbwarden-bench-interleave-{}", std::process::id()));
+                let r = interleave::recording_cost(
+                    &interleave::Side {
+                        bin: &rec_on.bin,
+                        cgroup: &rec_on.cgroup,
+                    },
+                    &interleave::Side {
+                        bin: &rec_off.bin,
+                        cgroup: &rec_off.cgroup,
+                    },
+                    &db,
+                    w.args,
+                    WINDOW,
+                    pairs,
+                    &scratch,
+                );
+                let _ = std::fs::remove_dir_all(&scratch);
+                let r = r?;
+                let (mean, ci) = r.mean_ci();
+                println!(
+                    "{:<10} rec.cost interleaved ({pairs} × {:.0} s windows each way): mean {mean:.1}% ± {ci:.1} (95 % CI), median {:.1}%; window TPS on {:.0} / off {:.0}",
+                    "",
+                    WINDOW.as_secs_f64(),
+                    r.median(),
+                    r.on_tps,
+                    r.off_tps
+                );
+            }
         }
         if bouncer.is_none() {
             println!("(pgbouncer is not installed, so there is no reference row: apt-get install pgbouncer)");
@@ -424,10 +480,11 @@ pub fn bench(quick: bool, criterion: bool, rounds: usize) -> Result<()> {
         println!(
             "(TPS: median of interleaved rounds; pgbouncer = PgBouncer in session mode on the same \
              machine, the cost of a userspace hop that parses no SQL; rec.cost = TPS lost to \
-             recording, the median of each round's back-to-back on/off pair. cpu µs/tx: the daemon's own CPU time per transaction, recording on / off, \
-             and the recording's share.)"
+             recording, the median of each round's back-to-back on/off pair; rec.cost interleaved = \
+             the same from alternating 1 s windows, the steadier figure on a noisy runner. cpu µs/tx: \
+             the daemon's own CPU time per transaction, recording on / off, and the recording's share.)"
         );
-        // Bytes per statement on disk: pgbench -S sends one SELECT per transaction.
+        // Bytes per statement on disk, over every workload's recorded sessions.
         let (bytes, files) = dir_size(&rec_on.dir.join("sessions"))?;
         let stmts = count_statements(&rec_on)?;
         if stmts > 0 {

@@ -10,6 +10,7 @@
 //! * `fuzz` — short cargo-fuzz runs of the wire codecs.
 
 mod bench;
+mod interleave;
 mod setup;
 mod util;
 
@@ -66,6 +67,9 @@ enum Task {
         /// Interleaved pgbench rounds per mode (more rounds, steadier medians).
         #[arg(long, default_value_t = 5)]
         rounds: usize,
+        /// Recording on/off window pairs per mode in the interleaved measurement (0: skip it).
+        #[arg(long, default_value_t = 60)]
+        pairs: usize,
     },
     /// Run each wire-codec fuzz target for a while.
     Fuzz {
@@ -86,7 +90,8 @@ fn main() {
             quick,
             no_criterion,
             rounds,
-        } => bench::bench(quick, !no_criterion, rounds),
+            pairs,
+        } => bench::bench(quick, !no_criterion, rounds, pairs),
         Task::Fuzz { seconds } => fuzz(seconds),
     };
     if let Err(e) = r {
