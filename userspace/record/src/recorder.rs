@@ -493,6 +493,27 @@ impl Recorder {
             .map_err(|e| e.map_or(PutError::Full, PutError::Failed))
     }
 
+    /// Like [`Self::try_put_at`] for several records under one lock. In `Block` mode they are
+    /// all appended or, when the queue has no room for all of them, none.
+    ///
+    /// # Errors
+    /// [`PutError::Full`] or [`PutError::Failed`].
+    pub fn try_put_all_at(&self, ts: Stamp, items: &[Hot<'_>]) -> Result<(), PutError> {
+        let mut st = self.shared.lock();
+        if st.failed.is_none()
+            && self.on_full == OnFull::Block
+            && st.ready_records + u64::from(st.events.count()) + items.len() as u64
+                > self.shared.queue
+        {
+            return Err(PutError::Full);
+        }
+        for item in items {
+            self.append(&mut st, |st| st.put(ts, item))
+                .map_err(|e| e.map_or(PutError::Full, PutError::Failed))?;
+        }
+        Ok(())
+    }
+
     /// Waits until the queue has room (or the writer failed). Blocking.
     ///
     /// # Errors
@@ -561,7 +582,14 @@ impl Recorder {
     /// # Errors
     /// [`TryRecordError::Full`] or [`TryRecordError::Failed`].
     pub fn try_record(&self, body: RecordBody) -> Result<(), TryRecordError> {
-        let ts = Stamp::now();
+        self.try_record_at(Stamp::now(), body)
+    }
+
+    /// Like [`Self::try_record`] with an explicit timestamp.
+    ///
+    /// # Errors
+    /// As [`Self::try_record`].
+    pub fn try_record_at(&self, ts: Stamp, body: RecordBody) -> Result<(), TryRecordError> {
         let mut st = self.shared.lock();
         if st.failed.is_none() && self.shared.full(&st) {
             return Err(TryRecordError::Full(Box::new(body)));

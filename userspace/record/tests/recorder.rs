@@ -526,3 +526,59 @@ fn chunks_are_compressed_into_one_segment() {
     let s = read_session_bytes(std::path::Path::new("mem"), &data).unwrap();
     assert_eq!(s.records[400].body, big(399));
 }
+
+#[test]
+fn put_all_in_block_mode_appends_all_or_nothing() {
+    let (sink, entered) = gated();
+    let w = SessionWriter::new(sink.clone(), header(9), key(1), cfg()).unwrap();
+    while entered.try_recv().is_ok() {}
+    let rec = Recorder::start(
+        w,
+        RecorderConfig {
+            queue: 3,
+            ..RecorderConfig::default()
+        },
+    )
+    .unwrap();
+    set_gate(&sink, false);
+    rec.record(note(0)).unwrap();
+    rec.flush().unwrap();
+    entered.recv_timeout(Duration::from_secs(5)).unwrap(); // writer now stuck in write
+    let statement = |stmt| {
+        Hot::Statement(StatementRef {
+            stmt,
+            text: "SELECT 1",
+            params: &[],
+        })
+    };
+    let decision = |stmt| {
+        Hot::Decision(DecisionRef {
+            stmt,
+            action: Action::Allow,
+            rule: None,
+            approver: None,
+            tags: &[],
+            message: None,
+        })
+    };
+    let ts = Stamp::now();
+    rec.try_put_all_at(ts, &[statement(1), decision(1)])
+        .unwrap();
+    // Room for one more record, not two: neither is appended.
+    assert!(matches!(
+        rec.try_put_all_at(ts, &[statement(2), decision(2)]),
+        Err(PutError::Full)
+    ));
+    rec.try_put_at(ts, statement(2)).unwrap();
+    assert!(matches!(
+        rec.try_put_at(ts, statement(3)),
+        Err(PutError::Full)
+    ));
+    set_gate(&sink, true);
+    let sum = rec.finish("done").unwrap();
+    // Header, note, statement 1, its decision, statement 2, end, seal.
+    assert_eq!(sum.records, 7);
+    let data = sink.data.lock().unwrap().clone();
+    let r = check(&data, &[key(1).public_key().clone()]);
+    assert!(r.is_ok(), "{r}");
+}

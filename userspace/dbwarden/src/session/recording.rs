@@ -59,29 +59,73 @@ impl Hasher for StmtHasher {
     }
 }
 
-/// Recording state of one session, shared by its two directions.
+/// Recording state of one session, shared by its two directions. Each direction's own state
+/// has its own lock, on its own cache lines: the two directions usually run on different
+/// cores, and a lock both take for every statement moves between them each time.
 pub struct SessionRecording {
     recorder: Recorder,
     masker: Arc<Masker>,
     row_cap: u64,
-    inner: Mutex<Inner>,
+    /// Client→server: statements and their parameters.
+    client: Aligned<Mutex<ClientSide>>,
+    /// Server→client: result rows.
+    server: Aligned<Mutex<ServerSide>>,
+    /// When each running statement started (its record's timestamp): set by the client
+    /// direction, taken by the server direction when the statement completes.
+    started: Aligned<Mutex<HashMap<u64, Stamp, BuildHasherDefault<StmtHasher>>>>,
     failure: std::sync::OnceLock<String>,
 }
 
+/// Keeps a value on cache lines of its own.
 #[derive(Default)]
-struct Inner {
+#[repr(align(128))]
+struct Aligned<T>(T);
+
+fn lock<T>(m: &Aligned<Mutex<T>>) -> std::sync::MutexGuard<'_, T> {
+    m.0.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[derive(Default)]
+struct ClientSide {
     /// The last statement text masked, by content: prepared statements are executed over and
     /// over with the same text, which is then masked once.
     /// Raw and masked text, reused across statements (simple queries change every time).
     last_sql: (String, String),
+    /// Masked parameters bound to the unnamed portal (most drivers bind only that one).
+    unnamed: Vec<Option<String>>,
+    /// ... and to named portals.
+    params: HashMap<String, Vec<Option<String>>>,
+}
+
+/// The parameters bound to `portal`.
+fn portal_params<'a>(
+    unnamed: &'a [Option<String>],
+    named: &'a HashMap<String, Vec<Option<String>>>,
+    portal: &str,
+) -> &'a [Option<String>] {
+    if portal.is_empty() {
+        return unnamed;
+    }
+    named.get(portal).map_or(&[][..], Vec::as_slice)
+}
+
+impl ClientSide {
+    fn params_mut(&mut self, portal: &str) -> &mut Vec<Option<String>> {
+        if portal.is_empty() {
+            return &mut self.unnamed;
+        }
+        // Named portals are rare: the key is allocated for the lookup.
+        self.params.entry(portal.to_owned()).or_default()
+    }
+}
+
+#[derive(Default)]
+struct ServerSide {
     /// A finished statement's row accumulator, cleared, for the next one.
     spare_acc: Option<RowAcc>,
     /// The last result's column names, raw and masked: statements repeat their result shape.
     columns: Option<(Vec<String>, Arc<[String]>)>,
-    /// When each running statement started (its record's timestamp).
-    started: HashMap<u64, Stamp, BuildHasherDefault<StmtHasher>>,
     rows: HashMap<u64, RowAcc, BuildHasherDefault<StmtHasher>>,
-    params: HashMap<String, Vec<Option<String>>>,
 }
 
 /// Builds the session header from the kernel identity and startup parameters.
@@ -121,13 +165,11 @@ impl SessionRecording {
             recorder,
             masker,
             row_cap,
-            inner: Mutex::new(Inner::default()),
+            client: Aligned::default(),
+            server: Aligned::default(),
+            started: Aligned::default(),
             failure: std::sync::OnceLock::new(),
         }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Queues a record. With a full queue and the block behaviour the calling worker thread
@@ -166,10 +208,15 @@ impl SessionRecording {
         }
     }
 
-    /// Records what [`Self::put_hot`] could not, now that no lock is held.
+    /// Records what [`Self::put_hot`] could not (or was given to keep in order), now that no
+    /// lock is held: without waiting while there is room, else waiting for it.
     fn put_later(&self, later: Vec<(Stamp, RecordBody)>) {
         for (ts, body) in later {
-            self.put_at(ts, body);
+            match self.recorder.try_record_at(ts, body) {
+                Ok(()) => {}
+                Err(record::TryRecordError::Full(body)) => self.put_at(ts, *body),
+                Err(record::TryRecordError::Failed(e)) => self.fail(&e),
+            }
         }
     }
 
@@ -205,40 +252,49 @@ impl SessionRecording {
         std::borrow::Cow::Borrowed(masked)
     }
 
-    /// Records statement `stmt` as starting now: its text (masked) and the parameters bound
-    /// to `portal`. Returns the time, its record's timestamp.
+    /// Records statement `stmt` as starting now: its text (masked), the parameters bound to
+    /// `portal`, and its decision if it has one (both under one recorder lock).
     fn start_statement(
         &self,
-        g: &mut Inner,
+        c: &mut ClientSide,
         later: &mut Vec<(Stamp, RecordBody)>,
         stmt: u64,
         sql: Option<&str>,
         portal: Option<&str>,
-    ) -> Stamp {
-        let Inner {
-            last_sql,
-            started,
-            params,
-            ..
-        } = g;
+        decision: Option<DecisionRef<'_>>,
+    ) {
         let now = Stamp::now();
-        started.insert(stmt, now);
+        lock(&self.started).insert(stmt, now);
+        let ClientSide {
+            last_sql,
+            unnamed,
+            params,
+        } = c;
+        let params = portal.map_or(&[][..], |p| portal_params(unnamed, params, p));
         let text = sql.map_or(std::borrow::Cow::Borrowed(""), |s| {
             Self::masked_text(&self.masker, last_sql, s)
         });
-        let params = portal
-            .and_then(|p| params.get(p))
-            .map_or(&[][..], Vec::as_slice);
-        self.put_hot(
-            later,
-            now,
-            Hot::Statement(StatementRef {
-                stmt,
-                text: &text,
-                params,
-            }),
-        );
-        now
+        let statement = Hot::Statement(StatementRef {
+            stmt,
+            text: &text,
+            params,
+        });
+        match decision {
+            None => self.put_hot(later, now, statement),
+            Some(d) => self.put_hot_all(later, now, &[statement, Hot::Decision(d)]),
+        }
+    }
+
+    /// [`Self::put_hot`] for several records under one lock.
+    fn put_hot_all(&self, later: &mut Vec<(Stamp, RecordBody)>, ts: Stamp, items: &[Hot<'_>]) {
+        if later.is_empty() {
+            match self.recorder.try_put_all_at(ts, items) {
+                Ok(()) => return,
+                Err(record::PutError::Full) => {}
+                Err(record::PutError::Failed(e)) => return self.fail(&e),
+            }
+        }
+        later.extend(items.iter().map(|i| (ts, i.to_body())));
     }
 
     /// A statement was decided (simple query, Parse, fast-path call). `message` is what the
@@ -253,35 +309,30 @@ impl SessionRecording {
         tags: &[String],
     ) {
         let mut later = Vec::new();
-        {
-            let mut g = self.lock();
-            let now = self.start_statement(&mut g, &mut later, stmt, Some(sql), None);
-            self.put_hot(
-                &mut later,
-                now,
-                Hot::Decision(DecisionRef {
-                    stmt,
-                    action,
-                    rule,
-                    approver: None,
-                    tags,
-                    message,
-                }),
-            );
-        }
+        let decision = DecisionRef {
+            stmt,
+            action,
+            rule,
+            approver: None,
+            tags,
+            message,
+        };
+        self.start_statement(
+            &mut lock(&self.client),
+            &mut later,
+            stmt,
+            Some(sql),
+            None,
+            Some(decision),
+        );
         self.put_later(later);
     }
 
     /// Parameters bound to a portal (masked; binary values are not rendered).
     pub fn bound(&self, portal: &str, formats: &[i16], params: &[Option<bytes::Bytes>]) {
         use std::fmt::Write as _;
-        let mut g = self.lock();
-        if !g.params.contains_key(portal) {
-            g.params.insert(portal.to_owned(), Vec::new());
-        }
-        let Some(slot) = g.params.get_mut(portal) else {
-            return;
-        };
+        let mut c = lock(&self.client);
+        let slot = c.params_mut(portal);
         // Rendered into the portal's previous values' buffers: an agent binds the same
         // portal over and over.
         slot.resize(params.len(), None);
@@ -308,7 +359,14 @@ impl SessionRecording {
     /// A portal is executed.
     pub fn executed(&self, stmt: u64, portal: &str, sql: Option<&str>) {
         let mut later = Vec::new();
-        self.start_statement(&mut self.lock(), &mut later, stmt, sql, Some(portal));
+        self.start_statement(
+            &mut lock(&self.client),
+            &mut later,
+            stmt,
+            sql,
+            Some(portal),
+            None,
+        );
         self.put_later(later);
     }
 
@@ -316,8 +374,8 @@ impl SessionRecording {
     pub fn row(&self, masked: &bytes::Bytes, ctx: &ResultContext) {
         let stmt = ctx.request.0;
         let flush = {
-            let mut g = self.lock();
-            let Inner {
+            let mut g = lock(&self.server);
+            let ServerSide {
                 rows,
                 spare_acc,
                 columns,
@@ -396,10 +454,6 @@ impl SessionRecording {
 
     /// A request finished.
     pub fn completed(&self, stmt: u64, outcome: &Outcome) {
-        let (mut acc, started) = {
-            let mut g = self.lock();
-            (g.rows.remove(&stmt), g.started.remove(&stmt))
-        };
         let failure;
         let (command_tag, error) = match outcome {
             Outcome::Command(t) => (Some(t.as_str()), None),
@@ -414,52 +468,62 @@ impl SessionRecording {
             Outcome::Refused => (None, Some("refused by policy")),
             Outcome::Skipped => (None, Some("skipped after an earlier error")),
         };
-        if let Some(acc) = acc.as_mut().filter(|a| a.flushed && !a.rows.is_empty()) {
-            // The rest of a large result, after the batches already recorded.
-            let rows = acc.rows.to_rows();
-            acc.rows.clear();
-            self.put(RecordBody::Rows(Rows {
-                stmt,
-                columns: Vec::new(),
-                rows,
-                truncated: None,
-            }));
-        }
-        // A small result (no batch sent yet) rides in the response: one record, not two.
-        let (columns, rows, data) = match &acc {
-            Some(acc) => (
-                acc.columns.as_deref().unwrap_or_default(),
-                Some(acc.count),
-                RowsRef::buf(&acc.rows),
-            ),
-            None => (&[][..], None, RowsRef::default()),
-        };
-        let now = Stamp::now();
-        // The session state is not locked here: the response may wait for room directly.
         let mut later = Vec::new();
-        self.put_hot(
-            &mut later,
-            now,
-            Hot::Response(ResponseRef {
-                stmt,
-                columns,
-                rows,
-                command_tag,
-                duration_us: started.map_or(0, |s| now.micros_since(s)),
-                error,
-                data,
-                truncated: None,
-            }),
-        );
-        self.put_later(later);
-        if let Some(mut a) = acc {
-            // Its buffers serve the next statement's rows.
-            a.columns = None;
-            a.rows.clear();
-            a.count = 0;
-            a.flushed = false;
-            self.lock().spare_acc = Some(a);
+        // One lock for the whole response (the other direction takes it too, so every
+        // acquisition may move it between cores); recording never waits under it: what finds
+        // the queue full goes to `later`.
+        {
+            let started = lock(&self.started).remove(&stmt);
+            let mut g = lock(&self.server);
+            let mut acc = g.rows.remove(&stmt);
+            let now = Stamp::now();
+            if let Some(acc) = acc.as_mut().filter(|a| a.flushed && !a.rows.is_empty()) {
+                // The rest of a large result, after the batches already recorded.
+                let rows = acc.rows.to_rows();
+                acc.rows.clear();
+                later.push((
+                    now,
+                    RecordBody::Rows(Rows {
+                        stmt,
+                        columns: Vec::new(),
+                        rows,
+                        truncated: None,
+                    }),
+                ));
+            }
+            // A small result (no batch sent yet) rides in the response: one record, not two.
+            let (columns, rows, data) = match &acc {
+                Some(acc) => (
+                    acc.columns.as_deref().unwrap_or_default(),
+                    Some(acc.count),
+                    RowsRef::buf(&acc.rows),
+                ),
+                None => (&[][..], None, RowsRef::default()),
+            };
+            self.put_hot(
+                &mut later,
+                now,
+                Hot::Response(ResponseRef {
+                    stmt,
+                    columns,
+                    rows,
+                    command_tag,
+                    duration_us: started.map_or(0, |s| now.micros_since(s)),
+                    error,
+                    data,
+                    truncated: None,
+                }),
+            );
+            if let Some(mut a) = acc {
+                // Its buffers serve the next statement's rows.
+                a.columns = None;
+                a.rows.clear();
+                a.count = 0;
+                a.flushed = false;
+                g.spare_acc = Some(a);
+            }
         }
+        self.put_later(later);
     }
 
     /// An approval event for statement `stmt`.
