@@ -5,8 +5,10 @@
 //! runs the serialisation code over hundreds of records at once.
 //!
 //! The encoding lives only in memory, between the two threads of one process: it is not a file
-//! format. Owned [`RecordBody`] values (rare: notices, approvals, large row batches, gaps)
-//! travel beside the bytes, referred to by index.
+//! format. Fixed-size fields and lengths go into one byte buffer, string contents into a text
+//! buffer beside it, so the writer reads strings back as `&str` without validating them again.
+//! Owned [`RecordBody`] values (rare: notices, approvals, large row batches, gaps) travel
+//! beside the bytes, referred to by index.
 
 use crate::hot::{DecisionRef, Hot, ResponseRef, StatementRef};
 use crate::model::{Action, RecordBody, Truncation};
@@ -22,7 +24,10 @@ const NONE: u32 = u32::MAX;
 /// Events in arrival order.
 #[derive(Default)]
 pub(crate) struct Batch {
+    /// Tags, timestamps, numbers and string lengths.
     buf: Vec<u8>,
+    /// The strings' contents, in the order their lengths appear in `buf`.
+    text: String,
     bodies: Vec<RecordBody>,
     count: u32,
 }
@@ -35,7 +40,7 @@ impl Batch {
 
     /// Bytes held (owned bodies not counted).
     pub(crate) fn len(&self) -> usize {
-        self.buf.len()
+        self.buf.len() + self.text.len()
     }
 
     /// Buffers this large are not kept for reuse.
@@ -44,9 +49,10 @@ impl Batch {
     /// Empties the batch for reuse; `false` when its buffer grew too large to keep.
     pub(crate) fn recycle(&mut self) -> bool {
         self.buf.clear();
+        self.text.clear();
         self.bodies.clear();
         self.count = 0;
-        self.buf.capacity() <= Self::KEEP
+        self.buf.capacity() + self.text.capacity() <= Self::KEEP
     }
 
     fn head(&mut self, tag: u8, ts: Stamp) {
@@ -75,7 +81,7 @@ impl Batch {
             end -= 1;
         }
         self.len32(end);
-        self.buf.extend_from_slice(&s.as_bytes()[..end]);
+        self.text.push_str(&s[..end]);
     }
 
     fn opt_str(&mut self, s: Option<&str>) {
@@ -165,7 +171,9 @@ impl Batch {
     pub(crate) fn reader<'a>(&'a mut self, scratch: &'a mut Scratch) -> Reader<'a> {
         Reader {
             buf: &self.buf,
+            text: &self.text,
             at: 0,
+            text_at: 0,
             bodies: &mut self.bodies,
             scratch,
         }
@@ -189,7 +197,9 @@ pub(crate) enum Event<'a> {
 
 pub(crate) struct Reader<'a> {
     buf: &'a [u8],
+    text: &'a str,
     at: usize,
+    text_at: usize,
     bodies: &'a mut Vec<RecordBody>,
     scratch: &'a mut Scratch,
 }
@@ -199,6 +209,8 @@ pub(crate) struct Reader<'a> {
 struct Cur<'a> {
     buf: &'a [u8],
     at: usize,
+    text: &'a str,
+    text_at: usize,
 }
 
 impl<'a> Cur<'a> {
@@ -224,9 +236,10 @@ impl<'a> Cur<'a> {
         match self.u32() {
             NONE => None,
             n => {
-                let b = self.take(n as usize);
-                // Written from a &str by `Batch::str`.
-                Some(std::str::from_utf8(b).unwrap_or("\u{fffd}"))
+                // Whole strings were appended, so both ends are character boundaries.
+                let s = &self.text[self.text_at..self.text_at + n as usize];
+                self.text_at += n as usize;
+                Some(s)
             }
         }
     }
@@ -245,6 +258,8 @@ impl<'a> Reader<'a> {
         let mut c = Cur {
             buf: self.buf,
             at: self.at,
+            text: self.text,
+            text_at: self.text_at,
         };
         let tag = c.u8();
         let secs = c.u64() as i64;
@@ -340,6 +355,7 @@ impl<'a> Reader<'a> {
             _ => unreachable!("unknown event tag {tag}"),
         };
         self.at = c.at;
+        self.text_at = c.text_at;
         Some(ev)
     }
 }
