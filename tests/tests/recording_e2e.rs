@@ -606,6 +606,28 @@ fn replay_follows_the_recorded_timing() {
     d.assert_sessions_closed_cleanly(T);
     let sessions = wait_sealed(&d, 2, T);
     let s = find_session(&sessions, pid);
+    // Each response's duration runs from its statement's record to its own (the recorder
+    // takes it from the two; the 1.5 s statement's response is a record of its own, written
+    // after its statement was flushed alone).
+    let mut texts = std::collections::HashMap::new();
+    let mut durations = Vec::new();
+    for r in &s.records {
+        if let Some(st) = r.body.statement() {
+            texts.insert(st.stmt, st.text.clone());
+        }
+        if let Some(resp) = r.body.response() {
+            durations.push((texts[&resp.stmt].clone(), resp.duration_us));
+        }
+    }
+    assert_eq!(durations.len(), 3, "{durations:?}");
+    for (text, us) in &durations {
+        let want = if text.contains("pg_sleep") {
+            1_450_000..30_000_000
+        } else {
+            0..1_000_000
+        };
+        assert!(want.contains(us), "{text}: {us} µs ({durations:?})");
+    }
     let dir = sessions_dir(&d);
     let id = id_of(s);
     let show = sessions_cli(&dir, &["show", &id]);

@@ -45,7 +45,7 @@ pub struct ResponseRef<'a> {
     pub rows: Option<u64>,
     /// Command tag.
     pub command_tag: Option<&'a str>,
-    /// Time from forwarding to completion, microseconds.
+    /// Time from forwarding to completion, microseconds; or [`Self::SINCE_STATEMENT`].
     pub duration_us: u64,
     /// Error message (masked), if the statement failed.
     pub error: Option<&'a str>,
@@ -53,6 +53,14 @@ pub struct ResponseRef<'a> {
     pub data: RowsRef<'a>,
     /// Where the cap cut `data` (set by the writer).
     pub truncated: Option<Truncation>,
+}
+
+impl ResponseRef<'_> {
+    /// A [`Self::duration_us`] that asks a [`crate::Recorder`] to record the time from
+    /// statement `stmt`'s record to this response's (0 when that statement was not recorded
+    /// through it). The session then keeps no start times of its own: its two directions
+    /// share nothing for them.
+    pub const SINCE_STATEMENT: u64 = u64::MAX;
 }
 
 impl Statement {

@@ -33,7 +33,7 @@
 use crate::chain::Chain;
 use crate::error::RecordError;
 use crate::events::{Batch, Event, Scratch};
-use crate::hot::Hot;
+use crate::hot::{Hot, ResponseRef};
 use crate::json;
 use crate::model::{Action, Gap, RecordBody};
 use crate::stamp::Stamp;
@@ -247,7 +247,14 @@ struct Lines {
     open: Open,
     /// When the held statement's batch was cut (it counts toward the flush interval).
     held_since: Option<Instant>,
+    /// Statements not yet answered, in order, with their records' timestamps: the durations
+    /// of responses put with [`ResponseRef::SINCE_STATEMENT`].
+    starts: VecDeque<(u64, Stamp)>,
 }
+
+/// Start times kept for statements not yet answered, at most (a session that pipelines more
+/// than this loses the oldest durations, recorded as 0, not memory).
+const STARTS_KEPT: usize = 4096;
 
 impl Lines {
     /// Writes a held statement (and decision) as separate records.
@@ -271,7 +278,38 @@ impl Lines {
         self.open.active && self.open.stmt == stmt
     }
 
-    fn put(&mut self, ts: Stamp, item: Hot<'_>) -> Result<(), RecordError> {
+    /// Notes when statement `stmt` started.
+    fn started(&mut self, stmt: u64, ts: Stamp) {
+        if self.starts.len() == STARTS_KEPT {
+            self.starts.pop_front();
+        }
+        self.starts.push_back((stmt, ts));
+    }
+
+    /// The duration of a response to `stmt` recorded at `ts`, from its statement's record.
+    /// Responses come in statement order, so earlier statements still listed never get one
+    /// (a Parse, say) and are dropped on the way.
+    fn since_statement(&mut self, stmt: u64, ts: Stamp) -> u64 {
+        while let Some(&(s, start)) = self.starts.front() {
+            if s > stmt {
+                break;
+            }
+            self.starts.pop_front();
+            if s == stmt {
+                return ts.micros_since(start);
+            }
+        }
+        0
+    }
+
+    fn put(&mut self, ts: Stamp, mut item: Hot<'_>) -> Result<(), RecordError> {
+        match &mut item {
+            Hot::Statement(s) => self.started(s.stmt, ts),
+            Hot::Response(r) if r.duration_us == ResponseRef::SINCE_STATEMENT => {
+                r.duration_us = self.since_statement(r.stmt, ts);
+            }
+            _ => {}
+        }
         match item {
             Hot::Statement(s) if s.text.len() > Open::KEEP => {
                 // Too large to hold and copy again: written on its own at once.
@@ -426,6 +464,7 @@ impl Recorder {
                 decision_fields: Vec::new(),
             },
             held_since: None,
+            starts: VecDeque::new(),
         };
         let sh = Arc::clone(&shared);
         let thread = std::thread::Builder::new()

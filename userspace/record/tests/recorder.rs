@@ -582,3 +582,55 @@ fn put_all_in_block_mode_appends_all_or_nothing() {
     let r = check(&data, &[key(1).public_key().clone()]);
     assert!(r.is_ok(), "{r}");
 }
+
+/// `ResponseRef::SINCE_STATEMENT`: the recorder takes a response's duration from its
+/// statement's record, whether the two merge into an exchange or not, skips statements that
+/// never get a response (a Parse), and records 0 for a statement it never saw.
+#[test]
+fn durations_since_the_statement_are_taken_by_the_recorder() {
+    let (sink, rec) = held_recorder(7, cfg());
+    let at = |ms: i64| Stamp::from_unix(1_800_000_000 + ms / 1000, (ms % 1000) as u32 * 1_000_000);
+    let stmt = |n: u64| {
+        Hot::Statement(StatementRef {
+            stmt: n,
+            text: "SELECT 1",
+            params: &[],
+        })
+    };
+    let response = |n: u64| {
+        Hot::Response(ResponseRef {
+            stmt: n,
+            duration_us: ResponseRef::SINCE_STATEMENT,
+            ..ResponseRef::default()
+        })
+    };
+    let rows = RecordBody::Rows(Rows {
+        stmt: 3,
+        columns: vec!["c".into()],
+        rows: vec![vec![None]],
+        truncated: None,
+    });
+    // 1: an exchange, 250 ms. 2: a Parse, never answered. 3: rows in between, 1.5 s.
+    // 9: never recorded as a statement.
+    rec.try_put_at(at(0), stmt(1)).unwrap();
+    rec.try_put_at(at(250), response(1)).unwrap();
+    rec.try_put_at(at(300), stmt(2)).unwrap();
+    rec.try_put_at(at(400), stmt(3)).unwrap();
+    rec.record_at(at(500), rows).unwrap();
+    rec.try_put_at(at(1900), response(3)).unwrap();
+    rec.try_put_at(at(2000), response(9)).unwrap();
+    set_gate(&sink, true);
+    rec.finish("done").unwrap();
+    let data = sink.data.lock().unwrap().clone();
+    let s = read_session_bytes(std::path::Path::new("mem"), &data).unwrap();
+    let durations: Vec<(u64, u64)> = s
+        .records
+        .iter()
+        .filter_map(|r| match &r.body {
+            RecordBody::Exchange(x) => Some((x.response.stmt, x.response.duration_us)),
+            RecordBody::Response(r) => Some((r.stmt, r.duration_us)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(durations, [(1, 250_000), (3, 1_500_000), (9, 0)]);
+}

@@ -40,6 +40,29 @@ impl DataRow {
         Ok(DataRow { raw, columns })
     }
 
+    /// The values of a raw DataRow (`None` = NULL), borrowed from it, without building a
+    /// [`DataRow`] (no allocation). The whole message is checked first, as by
+    /// [`DataRow::parse`], so the iterator yields every column.
+    ///
+    /// # Errors
+    /// As [`DataRow::parse`].
+    pub fn values_of(raw: &Bytes) -> Result<impl Iterator<Item = Option<&[u8]>>, ProtocolError> {
+        let mut r = tagged(raw, MSG)?;
+        let n = r.count16("column count", 4)?;
+        for _ in 0..n {
+            r.nullable_range("column value")?;
+        }
+        r.finish()?;
+        let mut r = tagged(raw, MSG)?;
+        r.count16("column count", 4)?;
+        Ok((0..n).map(move |_| {
+            r.nullable_range("column value")
+                .ok()
+                .flatten()
+                .and_then(|range| raw.get(range))
+        }))
+    }
+
     /// Number of columns.
     #[must_use]
     pub fn len(&self) -> usize {
@@ -162,6 +185,10 @@ mod tests {
         );
         assert_eq!(r.values().collect::<Vec<_>>().len(), 4);
         assert_eq!(r.raw(), &raw);
+        assert_eq!(
+            DataRow::values_of(&raw).unwrap().collect::<Vec<_>>(),
+            r.values().collect::<Vec<_>>()
+        );
     }
 
     #[test]
@@ -194,6 +221,10 @@ mod tests {
         ];
         for raw in bad {
             assert!(DataRow::parse(Bytes::from_static(raw)).is_err(), "{raw:?}");
+            assert!(
+                DataRow::values_of(&Bytes::from_static(raw)).is_err(),
+                "{raw:?}"
+            );
         }
     }
 }

@@ -70,9 +70,6 @@ pub struct SessionRecording {
     client: Aligned<Mutex<ClientSide>>,
     /// Server→client: result rows.
     server: Aligned<Mutex<ServerSide>>,
-    /// When each running statement started (its record's timestamp): set by the client
-    /// direction, taken by the server direction when the statement completes.
-    started: Aligned<Mutex<HashMap<u64, Stamp, BuildHasherDefault<StmtHasher>>>>,
     failure: std::sync::OnceLock<String>,
 }
 
@@ -167,7 +164,6 @@ impl SessionRecording {
             row_cap,
             client: Aligned::default(),
             server: Aligned::default(),
-            started: Aligned::default(),
             failure: std::sync::OnceLock::new(),
         }
     }
@@ -264,7 +260,6 @@ impl SessionRecording {
         decision: Option<DecisionRef<'_>>,
     ) {
         let now = Stamp::now();
-        lock(&self.started).insert(stmt, now);
         let ClientSide {
             last_sql,
             unnamed,
@@ -406,11 +401,11 @@ impl SessionRecording {
                     acc.columns = columns.as_ref().map(|(_, m)| Arc::clone(m));
                 }
             }
-            let Ok(row) = DataRow::parse(masked.clone()) else {
+            let Ok(values) = DataRow::values_of(masked) else {
                 return;
             };
             let rows = &mut acc.rows;
-            for (i, v) in row.values().enumerate() {
+            for (i, v) in values.enumerate() {
                 match v {
                     None => rows.push_null(),
                     Some(b) if !rows.fits(2 + 2 * b.len()) => {
@@ -473,7 +468,6 @@ impl SessionRecording {
         // acquisition may move it between cores); recording never waits under it: what finds
         // the queue full goes to `later`.
         {
-            let started = lock(&self.started).remove(&stmt);
             let mut g = lock(&self.server);
             let mut acc = g.rows.remove(&stmt);
             let now = Stamp::now();
@@ -508,7 +502,9 @@ impl SessionRecording {
                     columns,
                     rows,
                     command_tag,
-                    duration_us: started.map_or(0, |s| now.micros_since(s)),
+                    // The recorder takes it from the statement's record: the two
+                    // directions share no start times.
+                    duration_us: ResponseRef::SINCE_STATEMENT,
                     error,
                     data,
                     truncated: None,
