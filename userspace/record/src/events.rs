@@ -170,10 +170,12 @@ impl Batch {
     /// Reads the events back, in order.
     pub(crate) fn reader<'a>(&'a mut self, scratch: &'a mut Scratch) -> Reader<'a> {
         Reader {
-            buf: &self.buf,
-            text: &self.text,
-            at: 0,
-            text_at: 0,
+            cur: Cur {
+                buf: &self.buf,
+                at: 0,
+                text: &self.text,
+                text_at: 0,
+            },
             bodies: &mut self.bodies,
             scratch,
         }
@@ -196,10 +198,7 @@ pub(crate) enum Event<'a> {
 }
 
 pub(crate) struct Reader<'a> {
-    buf: &'a [u8],
-    text: &'a str,
-    at: usize,
-    text_at: usize,
+    cur: Cur<'a>,
     bodies: &'a mut Vec<RecordBody>,
     scratch: &'a mut Scratch,
 }
@@ -252,15 +251,10 @@ impl<'a> Cur<'a> {
 impl<'a> Reader<'a> {
     /// The next event, borrowing this reader's scratch buffers until the next call.
     pub(crate) fn next(&mut self) -> Option<Event<'_>> {
-        if self.at >= self.buf.len() {
+        let c = &mut self.cur;
+        if c.at >= c.buf.len() {
             return None;
         }
-        let mut c = Cur {
-            buf: self.buf,
-            at: self.at,
-            text: self.text,
-            text_at: self.text_at,
-        };
         let tag = c.u8();
         let secs = c.u64() as i64;
         let nanos = c.u32();
@@ -293,7 +287,7 @@ impl<'a> Reader<'a> {
                 };
                 let rule = c.opt_str();
                 let approver = c.opt_str();
-                fill_strs(&mut s.tags, &mut c);
+                fill_strs(&mut s.tags, c);
                 let message = c.opt_str();
                 Event::Hot(
                     ts,
@@ -309,7 +303,7 @@ impl<'a> Reader<'a> {
             }
             RESPONSE => {
                 let stmt = c.u64();
-                fill_strs(&mut s.columns, &mut c);
+                fill_strs(&mut s.columns, c);
                 let rows = (c.u8() == 1).then(|| c.u64());
                 let command_tag = c.opt_str();
                 let duration_us = c.u64();
@@ -354,8 +348,6 @@ impl<'a> Reader<'a> {
             }
             _ => unreachable!("unknown event tag {tag}"),
         };
-        self.at = c.at;
-        self.text_at = c.text_at;
         Some(ev)
     }
 }

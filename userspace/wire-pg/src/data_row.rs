@@ -27,16 +27,13 @@ impl DataRow {
     /// Wrong header, a column count larger than the body allows, a value length that is
     /// negative (other than -1) or runs past the end, or trailing bytes.
     pub fn parse(raw: Bytes) -> Result<DataRow, ProtocolError> {
-        let columns = {
-            let mut r = tagged(&raw, MSG)?;
-            let n = r.count16("column count", 4)?;
-            let mut columns = Vec::with_capacity(n);
-            for _ in 0..n {
-                columns.push(r.nullable_range("column value")?);
+        let mut columns = Vec::new();
+        walk(&raw, |n, range| {
+            if columns.is_empty() {
+                columns.reserve_exact(n);
             }
-            r.finish()?;
-            columns
-        };
+            columns.push(range);
+        })?;
         Ok(DataRow { raw, columns })
     }
 
@@ -47,14 +44,9 @@ impl DataRow {
     /// # Errors
     /// As [`DataRow::parse`].
     pub fn values_of(raw: &Bytes) -> Result<impl Iterator<Item = Option<&[u8]>>, ProtocolError> {
+        walk(raw, |_, _| {})?;
         let mut r = tagged(raw, MSG)?;
         let n = r.count16("column count", 4)?;
-        for _ in 0..n {
-            r.nullable_range("column value")?;
-        }
-        r.finish()?;
-        let mut r = tagged(raw, MSG)?;
-        r.count16("column count", 4)?;
         Ok((0..n).map(move |_| {
             r.nullable_range("column value")
                 .ok()
@@ -144,6 +136,20 @@ impl DataRow {
         encode_data_row(&values, &mut buf)?;
         Ok(buf.freeze())
     }
+}
+
+/// Checks a whole raw DataRow (header, every value's length, no trailing bytes), handing
+/// `column` the column count and each value's byte range (`None` = NULL) in order.
+fn walk(
+    raw: &Bytes,
+    mut column: impl FnMut(usize, Option<Range<usize>>),
+) -> Result<(), ProtocolError> {
+    let mut r = tagged(raw, MSG)?;
+    let n = r.count16("column count", 4)?;
+    for _ in 0..n {
+        column(n, r.nullable_range("column value")?);
+    }
+    r.finish()
 }
 
 /// Appends a DataRow built from `values` (`None` = NULL) to `dst`.
