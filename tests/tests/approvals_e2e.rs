@@ -196,6 +196,19 @@ fn text(o: &Output) -> (String, String) {
     )
 }
 
+/// `[approvals] allow_self_approval = true`: the agents of these tests run as root and root
+/// approves them. Tests whose point is not self-approval use it; the default (refused) is
+/// tested by `root_approver_of_a_root_agent_is_refused_by_default`.
+const SELF_APPROVAL: &str = "[approvals]\nallow_self_approval = true\n";
+
+/// A daemon that lets root approve root agents ([`SELF_APPROVAL`]).
+fn start_self_approving() -> Daemon {
+    Daemon::start_with(DaemonOpts {
+        extra_config: SELF_APPROVAL.into(),
+        ..Default::default()
+    })
+}
+
 fn runtime_dir(d: &Daemon) -> PathBuf {
     d.dir.join("run")
 }
@@ -252,7 +265,7 @@ fn assert_masked_card_rows(out: &str, rows: usize) {
 /// approver and reason; the session goes on after a denial.
 #[test]
 fn psql_held_statement_approved_then_denied() {
-    let d = Daemon::start();
+    let d = start_self_approving();
     let db = setup("appr_basic");
     let mut p = psql_bg(
         &d,
@@ -452,7 +465,7 @@ fn cancel_while_pending_gives_57014() {
 /// sessions, held or not, are unaffected.
 #[test]
 fn disconnect_while_pending_cancels_only_that_request() {
-    let d = Daemon::start();
+    let d = start_self_approving();
     let db = setup("appr_disc");
     let mut victim = psql_bg(&d, &db.name, &["select * from cards"]);
     let mut other = psql_bg(&d, &db.name, &["select * from cards order by id desc"]);
@@ -501,7 +514,7 @@ impl Rng {
 fn ten_concurrent_holds_each_get_their_own_outcome() {
     const N: usize = 10;
     const SEED: u64 = 0x00db_3a7d_e25e_ed01;
-    let d = Daemon::start();
+    let d = start_self_approving();
     let db = setup("appr_ten");
     let sqls: Vec<(String, String)> = (0..N)
         .map(|i| {
@@ -576,7 +589,7 @@ fn ten_concurrent_holds_each_get_their_own_outcome() {
 /// request in that session — and only in that session.
 #[test]
 fn session_scope_grant_covers_the_same_statement_in_that_session_only() {
-    let d = Daemon::start();
+    let d = start_self_approving();
     let db = setup("appr_scope");
     let mut p = psql_bg(
         &d,
@@ -870,7 +883,10 @@ fn http(
 fn http_api_requires_the_token_and_approves() {
     let port = free_port();
     let d = Daemon::start_with(DaemonOpts {
-        extra_config: format!("[approvals]\nhttp_listen = \"127.0.0.1:{port}\"\n"),
+        // Root approves a root agent here: what is tested is the API, not self-approval.
+        extra_config: format!(
+            "[approvals]\nhttp_listen = \"127.0.0.1:{port}\"\nallow_self_approval = true\n"
+        ),
         ..Default::default()
     });
     let addr = format!("127.0.0.1:{port}");
@@ -1020,7 +1036,7 @@ fn non_root_caller_is_refused_on_the_control_socket() {
 /// approval records: who decided, the reason, how long it waited.
 #[test]
 fn recording_shows_approval_records() {
-    let d = Daemon::start();
+    let d = start_self_approving();
     let db = setup("appr_rec");
     let mut p = psql_bg(
         &d,
@@ -1105,7 +1121,7 @@ fn wait_pending(d: &Daemon, n: usize) -> Vec<String> {
 /// that batch fails (42501) and the session stays in sync.
 #[test]
 fn held_statement_inside_an_extended_pipeline() {
-    let d = Daemon::start();
+    let d = start_self_approving();
     let db = setup("appr_pipe");
     for approve in [true, false] {
         let mut c = d.agent(agent_bin().with_file_name("dbw-policy-agent"));
@@ -1192,7 +1208,7 @@ fn denied_approval_inside_a_transaction_aborts_it() {
 /// waits for a human like any other.
 #[test]
 fn earlier_cancel_does_not_cancel_a_later_hold() {
-    let d = Daemon::start();
+    let d = start_self_approving();
     let db = setup("appr_stale");
     let mut c = d.agent(agent_bin().with_file_name("dbw-policy-agent"));
     c.args(["cancel-then-run", PG_ADDR, &db.name, "select * from cards"]);
@@ -1231,4 +1247,174 @@ fn earlier_cancel_does_not_cancel_a_later_hold() {
     let outcome = &lines.last().unwrap()["outcome"];
     assert_eq!(outcome["ok"], true, "{lines:?}");
     assert_eq!(outcome["rows"], 3, "{lines:?}");
+}
+
+/// What the CLI prints when root tries to approve a root session's statement by default.
+const SELF_APPROVAL_REFUSED: &str = "dbwarden approvals: approval refused: the approver (uid 0) is the uid of the requesting session; self-approval is disabled ([approvals] allow_self_approval)\n";
+
+/// `[approvals]` defaults: a root agent's held statements cannot be approved by root, even
+/// from outside the cgroup, neither with the CLI (exit 1, the refusal on stderr) nor over
+/// the HTTP API (403 `approval_refused`). Nothing runs: no rows reach the agent, the copy
+/// table stays empty, the requests stay pending until root denies them (denying is allowed).
+/// Every refusal is journaled and logged.
+#[test]
+fn root_approver_of_a_root_agent_is_refused_by_default() {
+    let port = free_port();
+    let d = Daemon::start_with(DaemonOpts {
+        extra_config: format!("[approvals]\nhttp_listen = \"127.0.0.1:{port}\"\n"),
+        ..Default::default()
+    });
+    let addr = format!("127.0.0.1:{port}");
+    let db = setup("appr_self");
+    psql_direct(&db.name, "create table cards_copy (like cards)");
+    let token = std::fs::read_to_string(runtime_dir(&d).join("http.token"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let mut p = psql_bg(
+        &d,
+        &db.name,
+        &[
+            "select * from cards order by id",
+            "insert into cards_copy select * from cards",
+            "select 'still-alive'",
+        ],
+    );
+    let id = p.wait_held(1);
+    assert!(approvals_ok(&d, &["show", &id]).contains("uid 0 (root)"));
+
+    let out = approvals(&d, &["approve", &id, "--reason", "I am root"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), SELF_APPROVAL_REFUSED);
+    assert!(out.stdout.is_empty(), "{out:?}");
+    // Session scope is no way around it.
+    let out = approvals(&d, &["approve", &id, "--scope", "session"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), SELF_APPROVAL_REFUSED);
+    // Nor is the HTTP API, whatever approver name the token holder gives: the client socket
+    // belongs to uid 0.
+    let (st, body) = http(
+        &addr,
+        "POST",
+        &format!("/v1/approvals/{id}/approve"),
+        Some(&token),
+        Some(r#"{"approver":"not-root"}"#),
+    );
+    assert_eq!(st, 403, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["error"], "approval_refused", "{body}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("the approver (uid 0) is the uid of the requesting session"),
+        "{body}"
+    );
+    let show = approvals_ok(&d, &["show", &id]);
+    assert!(show.contains("pending, expires in"), "{show}");
+    assert!(
+        p.stdout().is_empty(),
+        "rows without approval: {}",
+        p.stdout()
+    );
+
+    approvals_ok(&d, &["deny", &id, "--reason", "self-approval refused"]);
+    let id2 = p.wait_held(2);
+    assert!(approvals_ok(&d, &["show", &id2]).contains("insert into cards_copy"));
+    let out = approvals(&d, &["approve", &id2]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), SELF_APPROVAL_REFUSED);
+    assert_eq!(
+        psql_direct(&db.name, "select count(*) from cards_copy"),
+        "0"
+    );
+    approvals_ok(&d, &["deny", &id2]);
+
+    let out = p.finish(T);
+    let (so, se) = text(&out);
+    assert_eq!(
+        so, "still-alive\n",
+        "nothing but the last statement ran: {so}{se}"
+    );
+    assert!(
+        se.contains(&denied_by("root", "self-approval refused", &id, RULE)),
+        "{se}"
+    );
+    assert!(
+        se.contains(&format!(
+            "dbwarden: statement denied by root (approval #{id2}"
+        )),
+        "{se}"
+    );
+    assert_eq!(
+        psql_direct(&db.name, "select count(*) from cards_copy"),
+        "0"
+    );
+    assert_eq!(
+        psql_direct(
+            &db.name,
+            "select string_agg(pan, ',' order by id) from cards"
+        ),
+        "4111111111111111,5555555555554444,378282246310005"
+    );
+    assert!(approvals_ok(&d, &["list"]).contains("no pending approvals"));
+
+    // Journaled (3 refusals of the first request, 1 of the second) and logged.
+    let journal = std::fs::read_to_string(runtime_dir(&d).join("approvals.journal")).unwrap();
+    let refused: Vec<Value> = journal
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["type"] == "refused")
+        .collect();
+    assert_eq!(refused.len(), 4, "{journal}");
+    assert!(refused
+        .iter()
+        .all(|r| r["refusal"] == "self_approval" && r["uid"] == 0));
+    assert_eq!(refused[2]["approver"], "http:not-root");
+    assert_eq!(refused[3]["id"], id2.as_str());
+    d.wait_for_log(Duration::from_secs(5), "refusals logged", |ev| {
+        ev.iter()
+            .filter(|e| {
+                e["level"] == "WARN"
+                    && e["message"] == "approval refused by the approver rules; still pending"
+            })
+            .count()
+            == 4
+    });
+}
+
+/// An agent running as an unprivileged user (nobody) inside the cgroup: root, outside the
+/// cgroup, approves with the default settings and the rows are released (masked).
+#[test]
+fn root_outside_the_cgroup_approves_an_unprivileged_agent() {
+    let d = Daemon::start();
+    let db = setup("appr_nobody");
+    let mut c = d.agent("setpriv");
+    c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "psql"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            "5432",
+            "-U",
+            "postgres",
+            "-d",
+            &db.name,
+        ])
+        .args(["-X", "-At", "-v", "VERBOSITY=verbose"])
+        .args(["-c", "select * from cards order by id"])
+        .env("PGCONNECT_TIMEOUT", "10");
+    let mut p = Bg::spawn(c, "psql as nobody");
+    let id = p.wait_held(1);
+    let show = approvals_ok(&d, &["show", &id]);
+    assert!(show.contains("uid 65534"), "{show}");
+    let said = approvals_ok(&d, &["approve", &id, "--reason", "ticket OPS-2"]);
+    assert_eq!(said, "approved by root (once): ticket OPS-2");
+    let out = p.finish(T);
+    let (so, se) = text(&out);
+    assert!(out.status.success(), "{se}");
+    assert_masked_card_rows(&so, 3);
+    let journal = std::fs::read_to_string(runtime_dir(&d).join("approvals.journal")).unwrap();
+    assert!(!journal.contains("\"type\":\"refused\""), "{journal}");
+    assert!(journal.contains("\"requester_uid\":65534"), "{journal}");
 }

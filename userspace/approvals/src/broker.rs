@@ -7,6 +7,11 @@
 //! one lock, writes the `decided` journal record, removes the entry, wakes the waiter and
 //! emits an [`ApprovalEvent`]; whoever comes second gets [`DecideError::AlreadyDecided`].
 //!
+//! Approvals (not denials) first pass the approver rules ([`crate::approver`]): no approver
+//! in a controlled cgroup, none with the requesting session's uid unless self-approval is
+//! allowed, none the channel could not verify. A refusal is journaled (`refused`), logged
+//! and returned as [`DecideError::Refused`]; the request stays pending.
+//!
 //! Locking: one `std::sync::Mutex` around the whole state, journal included, held only for
 //! map updates and one small appended line (no `.await` inside), so `requested` always
 //! precedes `decided` in the journal and events come out in the same order.
@@ -21,7 +26,12 @@ use tokio::sync::{broadcast, oneshot};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
-use crate::journal::{Journal, JournalError, Record};
+mod error;
+
+pub use error::{DecideError, OpenError, RequestError};
+
+use crate::approver::{ApprovalRules, Approver, Refusal};
+use crate::journal::{Journal, Record};
 use crate::model::{
     dur_ms, unix_ms, ApprovalEvent, ApprovalRequest, ApprovalState, ApprovalView, Decision,
     OrphanedRequest, Resolution,
@@ -51,6 +61,9 @@ pub struct BrokerConfig {
     pub event_capacity: usize,
     /// Pending requests allowed at once; further requests fail closed (default 1024).
     pub max_pending: usize,
+    /// Who may approve (controlled cgroups, self-approval); default: no controlled cgroups,
+    /// self-approval refused.
+    pub rules: ApprovalRules,
 }
 
 impl BrokerConfig {
@@ -63,76 +76,9 @@ impl BrokerConfig {
             history: 1000,
             event_capacity: 1024,
             max_pending: 1024,
+            rules: ApprovalRules::default(),
         }
     }
-}
-
-/// Failure to open the broker.
-#[derive(Debug, thiserror::Error)]
-pub enum OpenError {
-    /// The runtime dir could not be created.
-    #[error("cannot create runtime dir {path}")]
-    RuntimeDir {
-        /// The runtime dir.
-        path: PathBuf,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The journal could not be opened, read or updated.
-    #[error(transparent)]
-    Journal(#[from] JournalError),
-    /// `open` was not called inside a Tokio runtime.
-    #[error("the approval broker must be opened inside a Tokio runtime")]
-    NoRuntime,
-}
-
-/// Failure to hold a statement: the daemon must refuse the statement (fail closed).
-#[derive(Debug, thiserror::Error)]
-pub enum RequestError {
-    /// Too many statements are already waiting.
-    #[error("too many statements waiting for approval (limit {limit})")]
-    TooManyPending {
-        /// The configured limit ([`BrokerConfig::max_pending`]).
-        limit: usize,
-    },
-    /// The `requested` record could not be written, so a restart could not report it.
-    #[error("cannot write approval journal {path}")]
-    Journal {
-        /// Journal path.
-        path: PathBuf,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-/// Failure to decide an approval.
-#[derive(Debug, thiserror::Error)]
-pub enum DecideError {
-    /// No approval with this id (never existed, or too old to be remembered).
-    #[error("no approval with id {0:?}")]
-    UnknownId(String),
-    /// The approval was already decided.
-    #[error("approval {id} was already decided: {}", decision.summary())]
-    AlreadyDecided {
-        /// The approval id.
-        id: String,
-        /// The decision it got.
-        decision: Decision,
-    },
-    /// The approver name is empty after sanitising.
-    #[error("an approver name is required")]
-    InvalidApprover,
-    /// The approval could not be journaled, so it was not granted (it is still pending).
-    #[error("cannot write approval journal {path}; approval not granted")]
-    Journal {
-        /// Journal path.
-        path: PathBuf,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
 }
 
 /// Handle to the approval broker. Cheap to clone; all clones share one registry.
@@ -148,6 +94,7 @@ struct Shared {
     runtime: tokio::runtime::Handle,
     history_cap: usize,
     max_pending: usize,
+    rules: ApprovalRules,
 }
 
 #[derive(Debug)]
@@ -166,6 +113,7 @@ struct Entry {
     /// The view with state `Pending { expires_in_ms: 0 }`; the state is filled on read.
     view: ApprovalView,
     seq: u64,
+    requester_uid: u32,
     started: Instant,
     deadline: Instant,
     tx: oneshot::Sender<Decision>,
@@ -224,6 +172,7 @@ impl Broker {
             runtime,
             history_cap: cfg.history,
             max_pending: cfg.max_pending,
+            rules: cfg.rules,
         });
         Ok((Broker { shared }, opened.orphans))
     }
@@ -281,6 +230,7 @@ impl Broker {
             identity: view.identity.clone(),
             target: view.target.clone(),
             timeout_ms: view.timeout_ms,
+            requester_uid: Some(req.requester_uid),
         };
         if let Err(source) = st.journal.append(&rec) {
             tracing::error!(journal = %st.journal.path().display(), error = %source, "cannot journal approval request; refusing");
@@ -308,6 +258,7 @@ impl Broker {
             Entry {
                 view: view.clone(),
                 seq,
+                requester_uid: req.requester_uid,
                 started: now,
                 deadline,
                 tx,
@@ -357,24 +308,39 @@ impl Broker {
         st.history.iter().rev().find(|v| v.id == id).cloned()
     }
 
-    /// Decides a pending approval on behalf of `approver` (sanitised; channels prefix it,
+    /// Decides a pending approval on behalf of `who` (name sanitised; channels prefix it,
     /// e.g. `http:alice`). Returns the decision delivered to the waiting session.
     ///
     /// # Errors
     /// [`DecideError::UnknownId`], [`DecideError::AlreadyDecided`],
-    /// [`DecideError::InvalidApprover`] (empty name), or [`DecideError::Journal`] when an
-    /// approval cannot be journaled (it is then not granted and stays pending).
+    /// [`DecideError::InvalidApprover`] (empty name), [`DecideError::Refused`] (approver
+    /// rules, approvals only), or [`DecideError::Journal`] when an approval cannot be
+    /// journaled (it is then not granted and stays pending).
     pub fn decide(
         &self,
         id: &str,
-        approver: &str,
+        who: &Approver,
         resolution: Resolution,
     ) -> Result<Decision, DecideError> {
-        let approver = sanitize_line(approver, MAX_APPROVER_CHARS)
+        let approver = sanitize_line(&who.name, MAX_APPROVER_CHARS)
             .trim()
             .to_owned();
         if approver.is_empty() {
             return Err(DecideError::InvalidApprover);
+        }
+        if matches!(resolution, Resolution::Approve { .. }) {
+            // Unknown or decided ids fall through to `finish`, which reports them.
+            let requester = lock(&self.shared.state)
+                .pending
+                .get(id)
+                .map(|e| e.requester_uid);
+            if let Some(requester_uid) = requester {
+                // Outside the lock: the check reads /proc.
+                if let Err(refusal) = self.shared.rules.check_approve(who, requester_uid) {
+                    self.refused(id, &approver, who, &refusal);
+                    return Err(DecideError::Refused(refusal));
+                }
+            }
         }
         let decision = match resolution {
             Resolution::Approve { scope, reason } => Decision::Approved {
@@ -388,6 +354,32 @@ impl Broker {
             },
         };
         finish(&self.shared, id, decision)
+    }
+
+    /// Journals and logs a refused approval attempt (the refusal stands even if the journal
+    /// cannot be written).
+    fn refused(&self, id: &str, approver: &str, who: &Approver, refusal: &Refusal) {
+        let message = refusal.to_string();
+        tracing::warn!(
+            approval = %id,
+            approver = %approver,
+            uid = who.uid(),
+            refusal = refusal.kind(),
+            reason = %message,
+            "approval refused by the approver rules; still pending"
+        );
+        let mut st = lock(&self.shared.state);
+        let rec = Record::Refused {
+            id: id.to_owned(),
+            at_ms: unix_ms(SystemTime::now()),
+            approver: approver.to_owned(),
+            uid: who.uid(),
+            refusal: refusal.kind().to_owned(),
+            message,
+        };
+        if let Err(e) = st.journal.append(&rec) {
+            tracing::error!(journal = %st.journal.path().display(), approval = %id, error = %e, "cannot journal a refused approval");
+        }
     }
 
     /// Cancels every pending approval (e.g. at graceful shutdown) with `reason`; returns

@@ -13,10 +13,17 @@
 //! the recorded approver is `http:<approver>` exactly as the caller gave it (sanitised), so
 //! give the token only to a tool that authenticates its own users.
 //!
+//! The name is not trusted for the approver rules ([`crate::approver`]), though: on
+//! `approve`, the client process is found from the kernel ([`crate::tcp_peer`]: the client
+//! socket's owner uid in `/proc/net/tcp{,6}`, its holders in `/proc/*/fd`), and the approval
+//! is refused with 403 `approval_refused` if that process runs in a controlled cgroup, has
+//! the requesting session's uid (unless self-approval is allowed), or cannot be found (fail
+//! closed). Deny is not checked.
+//!
 //! The server binds loopback addresses only ([`bind_http`] refuses others), speaks plain
 //! HTTP/1.1, bounds request bodies ([`MAX_BODY`]) and header read time, and answers JSON:
 //! `{"approvals":[…]}`, an approval view, `{"id","decision"}`, or
-//! `{"error":"<code>","message":"…"}` with 400/401/404/405/409/413/500.
+//! `{"error":"<code>","message":"…"}` with 400/401/403/404/405/409/413/500.
 
 use std::convert::Infallible;
 use std::fs::{self, OpenOptions};
@@ -41,6 +48,7 @@ use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
+use crate::approver::{Approver, ApproverProcess};
 use crate::broker::{Broker, DecideError};
 use crate::model::{Resolution, Scope};
 use crate::text::sanitize_line;
@@ -241,11 +249,15 @@ pub async fn serve_http(
         let broker = broker.clone();
         let token = token.clone();
         let mut stop = stop_rx.clone();
+        let ends = Ends {
+            peer,
+            local: stream.local_addr().unwrap_or(local),
+        };
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
                 let broker = broker.clone();
                 let token = token.clone();
-                async move { Ok::<_, Infallible>(route(req, &broker, &token).await) }
+                async move { Ok::<_, Infallible>(route(req, &broker, &token, ends).await) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -282,6 +294,30 @@ fn err(status: StatusCode, code: &str, message: &str) -> Response<Full<Bytes>> {
         status,
         &serde_json::json!({ "error": code, "message": message }),
     )
+}
+
+/// The two ends of an API connection.
+#[derive(Debug, Clone, Copy)]
+struct Ends {
+    peer: SocketAddr,
+    local: SocketAddr,
+}
+
+impl Ends {
+    /// The client process, from the kernel's socket tables (blocking `/proc` scan, off the
+    /// runtime threads).
+    async fn client(self) -> Result<ApproverProcess, String> {
+        let found =
+            tokio::task::spawn_blocking(move || crate::tcp_peer::resolve(self.peer, self.local))
+                .await
+                .map_err(|e| format!("peer lookup failed: {e}"))?;
+        let p =
+            found.map_err(|e| format!("cannot find the client process of {}: {e}", self.peer))?;
+        Ok(ApproverProcess {
+            uid: p.uid,
+            pids: p.pids,
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -324,7 +360,12 @@ async fn read_json<T: for<'de> Deserialize<'de>>(
     })
 }
 
-async fn route(req: Request<Incoming>, broker: &Broker, token: &ApiToken) -> Response<Full<Bytes>> {
+async fn route(
+    req: Request<Incoming>,
+    broker: &Broker,
+    token: &ApiToken,
+    ends: Ends,
+) -> Response<Full<Bytes>> {
     if !token.matches_header(req.headers().get(AUTHORIZATION)) {
         tracing::warn!(path = %sanitize_line(req.uri().path(), 100), "approval HTTP API: missing or wrong bearer token");
         let mut r = err(
@@ -351,15 +392,19 @@ async fn route(req: Request<Incoming>, broker: &Broker, token: &ApiToken) -> Res
         (["", "v1", "approvals", id, "approve"], Method::POST) => {
             let id = (*id).to_owned();
             match read_json::<ApproveBody>(req.into_body()).await {
-                Ok(b) => decide(
-                    broker,
-                    &id,
-                    &b.approver,
-                    Resolution::Approve {
-                        scope: b.scope,
-                        reason: b.reason,
-                    },
-                ),
+                Ok(b) => {
+                    let client = ends.client().await;
+                    decide(
+                        broker,
+                        &id,
+                        &b.approver,
+                        client,
+                        Resolution::Approve {
+                            scope: b.scope,
+                            reason: b.reason,
+                        },
+                    )
+                }
                 Err(r) => r,
             }
         }
@@ -370,6 +415,7 @@ async fn route(req: Request<Incoming>, broker: &Broker, token: &ApiToken) -> Res
                     broker,
                     &id,
                     &b.approver,
+                    Err("not looked up for a denial".into()),
                     Resolution::Deny { reason: b.reason },
                 ),
                 Err(r) => r,
@@ -393,7 +439,13 @@ fn not_found(id: &str) -> Response<Full<Bytes>> {
     )
 }
 
-fn decide(broker: &Broker, id: &str, approver: &str, res: Resolution) -> Response<Full<Bytes>> {
+fn decide(
+    broker: &Broker,
+    id: &str,
+    approver: &str,
+    client: Result<ApproverProcess, String>,
+    res: Resolution,
+) -> Response<Full<Bytes>> {
     let name = sanitize_line(approver, 64);
     if name.trim().is_empty() {
         return err(
@@ -402,7 +454,11 @@ fn decide(broker: &Broker, id: &str, approver: &str, res: Resolution) -> Respons
             "`approver` must not be empty",
         );
     }
-    match broker.decide(id, &format!("http:{}", name.trim()), res) {
+    let who = Approver {
+        name: format!("http:{}", name.trim()),
+        process: client,
+    };
+    match broker.decide(id, &who, res) {
         Ok(decision) => json(
             StatusCode::OK,
             &serde_json::json!({ "id": id, "decision": decision }),
@@ -413,6 +469,9 @@ fn decide(broker: &Broker, id: &str, approver: &str, res: Resolution) -> Respons
         }
         Err(e @ DecideError::InvalidApprover) => {
             err(StatusCode::BAD_REQUEST, "bad_request", &e.to_string())
+        }
+        Err(e @ DecideError::Refused(_)) => {
+            err(StatusCode::FORBIDDEN, "approval_refused", &e.to_string())
         }
         Err(e @ DecideError::Journal { .. }) => err(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -1,9 +1,11 @@
 //! The approval journal: `approvals.journal` in the runtime dir, JSON lines, one
 //! `requested` record when a statement is held and one `decided` record when it ends.
 //!
-//! Its only job is to survive a daemon restart: at [`crate::Broker::open`] every request
+//! Its main job is to survive a daemon restart: at [`crate::Broker::open`] every request
 //! with no `decided` record is returned as an orphan and a `decided` record ("daemon
-//! restarted") is appended for it, so it is reported exactly once.
+//! restarted") is appended for it, so it is reported exactly once. It also keeps a `refused`
+//! record for every approval attempt the approver rules turned down ([`crate::approver`]):
+//! who tried (name, uid), why, and the message they got; the request stays pending.
 //!
 //! The file is created `0600` (it holds masked statement text) and opened with
 //! `O_NOFOLLOW`. A torn last line (crash mid-write) is skipped with a warning, and the next
@@ -56,11 +58,27 @@ pub(crate) enum Record {
         identity: String,
         target: String,
         timeout_ms: u64,
+        /// Uid of the requesting session (absent in journals written before it existed).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        requester_uid: Option<u32>,
     },
     Decided {
         id: String,
         at_ms: u64,
         decision: Decision,
+    },
+    /// An approval attempt refused by the approver rules; the request stays pending.
+    Refused {
+        id: String,
+        at_ms: u64,
+        /// Approver name as the channel gave it (sanitised).
+        approver: String,
+        /// Approver uid, when known.
+        uid: Option<u32>,
+        /// `self_approval`, `controlled_cgroup` or `unverifiable`.
+        refusal: String,
+        /// The message sent to the approver.
+        message: String,
     },
 }
 
@@ -136,6 +154,9 @@ impl Journal {
                 Ok(Record::Decided { id, .. }) => {
                     known_ids.insert(id.clone());
                     pending.remove(&id);
+                }
+                Ok(Record::Refused { id, .. }) => {
+                    known_ids.insert(id);
                 }
                 Err(e) => tracing::warn!(
                     journal = %path.display(),
@@ -245,6 +266,7 @@ mod tests {
             identity: "pid 1".into(),
             target: "pg".into(),
             timeout_ms: 1000,
+            requester_uid: Some(1000),
         }
     }
 
@@ -261,6 +283,16 @@ mod tests {
                     id: "aaaaaaaa".into(),
                     at_ms: 2,
                     decision: Decision::TimedOut { timeout_ms: 1000 },
+                })
+                .unwrap();
+            o.journal
+                .append(&Record::Refused {
+                    id: "bbbbbbbb".into(),
+                    at_ms: 3,
+                    approver: "root".into(),
+                    uid: Some(1000),
+                    refusal: "self_approval".into(),
+                    message: "approval refused".into(),
                 })
                 .unwrap();
             o.journal.write_raw(b"{\"type\":\"requ").unwrap();
@@ -280,6 +312,25 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn journal_without_requester_uid_still_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        // A `requested` record as written before `requester_uid` existed.
+        fs::write(
+            dir.path().join(JOURNAL_FILE),
+            concat!(
+                r#"{"type":"requested","id":"cccccccc","at_ms":1,"session_id":3,"rule":"r","#,
+                r#""statement":"DELETE FROM t","normalized":"DELETE FROM t","identity":"pid 1","#,
+                r#""target":"pg","timeout_ms":1000}"#,
+                "\n"
+            ),
+        )
+        .unwrap();
+        let o = Journal::open(dir.path(), false, 5).unwrap();
+        assert_eq!(o.orphans.len(), 1);
+        assert_eq!(o.orphans[0].id, "cccccccc");
     }
 
     #[test]

@@ -20,18 +20,26 @@
 //! recorded as denied), and broadcast as an [`ApprovalEvent`] for recording, metrics and
 //! [`webhook`] notifications (generic JSON or Slack, escaped, off the hot path).
 //! [`text`] holds the hygiene applied to hostile text shown to people.
+//!
+//! Approving (not denying) is further restricted by [`approver`]: no approver inside a
+//! controlled cgroup, none with the requesting session's uid unless self-approval is allowed,
+//! none the channel cannot verify (the HTTP API finds its client process through
+//! [`tcp_peer`]). Refusals are journaled.
 
 #![warn(missing_docs)]
 
+pub mod approver;
 pub mod broker;
 pub mod control;
 pub mod grants;
 pub mod http;
 pub mod journal;
 pub mod model;
+pub mod tcp_peer;
 pub mod text;
 pub mod webhook;
 
+pub use approver::{ApprovalRules, Approver, ApproverProcess, CgroupResolver};
 pub use broker::{
     Broker, BrokerConfig, DecideError, OpenError, PendingApproval, RequestError, DISCONNECT_REASON,
     MAX_TIMEOUT,

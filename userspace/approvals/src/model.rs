@@ -27,6 +27,9 @@ pub struct ApprovalRequest {
     pub normalized: String,
     /// Who asks, from the kernel, e.g. `pid 123 uid 0 (root) exe /usr/bin/psql job 42`.
     pub identity_summary: String,
+    /// Uid of the requesting session's process (kernel identity). An approver with this uid
+    /// is refused unless self-approval is allowed ([`crate::ApprovalRules`]).
+    pub requester_uid: u32,
     /// Database target, e.g. `postgres 127.0.0.1:5432 db=shop user=app`.
     pub target: String,
     /// How long to wait for a decision before [`Decision::TimedOut`].

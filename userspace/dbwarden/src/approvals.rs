@@ -4,13 +4,36 @@
 
 use anyhow::{Context, Result};
 use dbwarden_approvals::{
-    bind_control, bind_http, load_or_create_token, serve_control, serve_http, Broker, BrokerConfig,
-    ControlAuth, WebhookConfig, WebhookFormat, WebhookTarget, Webhooks,
+    bind_control, bind_http, load_or_create_token, serve_control, serve_http, ApprovalRules,
+    Broker, BrokerConfig, CgroupResolver, ControlAuth, WebhookConfig, WebhookFormat, WebhookTarget,
+    Webhooks,
 };
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::config::Settings;
+
+/// Who may approve: nobody inside a controlled cgroup (paths relative to the cgroup2 mount,
+/// as `/proc/<pid>/cgroup` shows them), and nobody with the requesting session's uid unless
+/// `[approvals] allow_self_approval = true`.
+fn approver_rules(settings: &Settings) -> ApprovalRules {
+    let controlled_cgroups = settings
+        .cgroups
+        .iter()
+        .map(|c| {
+            let parts: Vec<String> = std::path::Path::new(&c.name)
+                .components()
+                .map(|p| p.as_os_str().to_string_lossy().into_owned())
+                .collect();
+            format!("/{}", parts.join("/"))
+        })
+        .collect();
+    ApprovalRules {
+        allow_self_approval: settings.approvals.allow_self_approval,
+        controlled_cgroups,
+        cgroup_of: CgroupResolver::proc(),
+    }
+}
 
 /// Opens the broker and starts its channels. Returns the broker (cheap to clone).
 pub async fn start(
@@ -24,7 +47,14 @@ pub async fn start(
             settings.runtime_dir.display()
         )
     })?;
-    let (broker, orphans) = Broker::open(BrokerConfig::new(&settings.runtime_dir))
+    let mut cfg = BrokerConfig::new(&settings.runtime_dir);
+    cfg.rules = approver_rules(settings);
+    info!(
+        controlled_cgroups = ?cfg.rules.controlled_cgroups,
+        allow_self_approval = cfg.rules.allow_self_approval,
+        "approvers in controlled cgroups are refused"
+    );
+    let (broker, orphans) = Broker::open(cfg)
         .await
         .context("opening the approval journal")?;
     for o in orphans {

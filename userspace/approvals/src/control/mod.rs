@@ -10,7 +10,9 @@
 //! `{"op":"approve","id":"…","scope":"once|session","reason":"…"}`,
 //! `{"op":"deny","id":"…","reason":"…"}`. Responses ([`ControlResponse`]) carry
 //! `"status"`: `list`, `show`, `decided` or `error` (with a [`ErrorCode`] and message).
-//! A refused peer gets one `error`/`forbidden` line and the connection is closed.
+//! A refused peer gets one `error`/`forbidden` line and the connection is closed. An
+//! `approve` that the approver rules refuse ([`crate::approver`]) gets
+//! `error`/`approval_refused`; the connection stays open.
 
 pub mod client;
 pub mod peer;
@@ -62,8 +64,12 @@ pub enum ControlRequest {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
-    /// The peer may not approve.
+    /// The peer may not use the control socket (not root, not in the approvers group).
     Forbidden,
+    /// The peer may use the socket but may not approve this statement: it runs in a
+    /// controlled cgroup, has the requesting session's uid (self-approval disabled), or
+    /// could not be verified. Denying is still allowed.
+    ApprovalRefused,
     /// The request line is not a valid request.
     BadRequest,
     /// No approval with that id.

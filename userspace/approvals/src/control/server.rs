@@ -14,6 +14,7 @@ use tokio::sync::Semaphore;
 
 use super::peer::{self, ControlAuth};
 use super::{ControlRequest, ControlResponse, ErrorCode, MAX_LINE};
+use crate::approver::Approver;
 use crate::broker::{Broker, DecideError};
 use crate::model::Resolution;
 use crate::text::sanitize_line;
@@ -181,6 +182,15 @@ async fn handle(mut stream: UnixStream, broker: &Broker, auth: &ControlAuth) -> 
         }
     };
     tracing::debug!(uid = peer.uid, pid = peer.pid, approver = %approver, "control client connected");
+    let approver = match peer
+        .pid
+        .and_then(|p| u32::try_from(p).ok())
+        .filter(|&p| p > 0)
+    {
+        Some(pid) => Approver::new(approver, peer.uid, vec![pid]),
+        // pid 0: the peer is in another pid namespace, its process cannot be checked.
+        None => Approver::unverified(approver, "the peer's pid is not visible to the daemon"),
+    };
     let (rd, mut wr) = stream.into_split();
     let mut reader = BufReader::new(rd);
     let mut line = Vec::new();
@@ -224,7 +234,11 @@ async fn handle(mut stream: UnixStream, broker: &Broker, auth: &ControlAuth) -> 
 }
 
 /// Executes one request on behalf of `approver`.
-pub(crate) fn dispatch(broker: &Broker, approver: &str, req: ControlRequest) -> ControlResponse {
+pub(crate) fn dispatch(
+    broker: &Broker,
+    approver: &Approver,
+    req: ControlRequest,
+) -> ControlResponse {
     let decided = |id: String, r: Result<crate::Decision, DecideError>| match r {
         Ok(decision) => ControlResponse::Decided { id, decision },
         Err(e) => decide_error(&e),
@@ -256,6 +270,7 @@ fn decide_error(e: &DecideError) -> ControlResponse {
         DecideError::UnknownId(_) => ErrorCode::UnknownId,
         DecideError::AlreadyDecided { .. } => ErrorCode::AlreadyDecided,
         DecideError::InvalidApprover => ErrorCode::BadRequest,
+        DecideError::Refused(_) => ErrorCode::ApprovalRefused,
         DecideError::Journal { .. } => ErrorCode::Internal,
     };
     error(code, e.to_string())

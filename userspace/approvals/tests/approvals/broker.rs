@@ -9,7 +9,7 @@ use dbwarden_approvals::{
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
-use crate::common::{config, open, req, MIN};
+use crate::common::{config, open, req, who, MIN};
 
 fn approve(scope: Scope, reason: Option<&str>) -> Resolution {
     Resolution::Approve {
@@ -46,7 +46,7 @@ async fn approve_delivers_and_emits_events() {
 
     tokio::time::advance(Duration::from_secs(2)).await;
     let d = b
-        .decide(&id, "alice", approve(Scope::Once, Some("ticket 42")))
+        .decide(&id, &who("alice"), approve(Scope::Once, Some("ticket 42")))
         .unwrap();
     let expected = Decision::Approved {
         approver: "alice".into(),
@@ -90,7 +90,7 @@ async fn deny_with_reason() {
     let b = open(dir.path()).await;
     let mut p = b.request(req(1, "DROP TABLE cards", MIN)).unwrap();
     let id = p.id().to_owned();
-    b.decide(&id, "bob", deny(Some("never in prod\n\u{1b}[2J")))
+    b.decide(&id, &who("bob"), deny(Some("never in prod\n\u{1b}[2J")))
         .unwrap();
     let d = p.wait().await;
     assert_eq!(
@@ -121,7 +121,7 @@ async fn timeout_resolves_waiter() {
     assert_eq!(started.elapsed(), Duration::from_secs(300));
     assert!(b.list().is_empty());
     // A late approval is refused.
-    let late = b.decide(p.id(), "alice", approve(Scope::Once, None));
+    let late = b.decide(p.id(), &who("alice"), approve(Scope::Once, None));
     assert!(matches!(
         late,
         Err(DecideError::AlreadyDecided {
@@ -176,7 +176,7 @@ async fn cancel_and_decision_after_cancel() {
     );
     assert_eq!(p.wait().await, d);
     let e = b
-        .decide(&id, "alice", approve(Scope::Once, None))
+        .decide(&id, &who("alice"), approve(Scope::Once, None))
         .unwrap_err();
     assert!(matches!(e, DecideError::AlreadyDecided { .. }), "{e}");
 }
@@ -186,7 +186,7 @@ async fn cancel_after_approval_reports_the_approval() {
     let dir = tempfile::tempdir().unwrap();
     let b = open(dir.path()).await;
     let mut p = b.request(req(1, "DELETE FROM t", MIN)).unwrap();
-    b.decide(p.id(), "alice", approve(Scope::Once, None))
+    b.decide(p.id(), &who("alice"), approve(Scope::Once, None))
         .unwrap();
     assert!(p.cancel("too late").is_approved());
 }
@@ -212,7 +212,7 @@ async fn drop_is_client_disconnect() {
     );
     assert!(b.list().is_empty());
     assert!(matches!(
-        b.decide(&id, "alice", deny(None)),
+        b.decide(&id, &who("alice"), deny(None)),
         Err(DecideError::AlreadyDecided { .. })
     ));
 }
@@ -223,9 +223,9 @@ async fn double_decision_refused() {
     let b = open(dir.path()).await;
     let mut p = b.request(req(1, "DELETE FROM t", MIN)).unwrap();
     let id = p.id().to_owned();
-    b.decide(&id, "alice", deny(Some("no"))).unwrap();
+    b.decide(&id, &who("alice"), deny(Some("no"))).unwrap();
     let e = b
-        .decide(&id, "mallory", approve(Scope::Session, None))
+        .decide(&id, &who("mallory"), approve(Scope::Session, None))
         .unwrap_err();
     let DecideError::AlreadyDecided { decision, .. } = &e else {
         panic!("{e}")
@@ -240,13 +240,13 @@ async fn unknown_id_and_empty_approver() {
     let dir = tempfile::tempdir().unwrap();
     let b = open(dir.path()).await;
     assert!(matches!(
-        b.decide("deadbeef", "alice", deny(None)),
+        b.decide("deadbeef", &who("alice"), deny(None)),
         Err(DecideError::UnknownId(_))
     ));
     assert!(b.get("deadbeef").is_none());
     let p = b.request(req(1, "DELETE FROM t", MIN)).unwrap();
     assert!(matches!(
-        b.decide(p.id(), " \u{7} ", deny(None)),
+        b.decide(p.id(), &who(" \u{7} "), deny(None)),
         Err(DecideError::InvalidApprover)
     ));
     assert_eq!(b.pending_count(), 1);
@@ -261,7 +261,7 @@ async fn session_scope_grants() {
     let normalized = r.normalized.clone();
     assert!(!grants.is_granted(&normalized));
     let mut p = b.request(r).unwrap();
-    b.decide(p.id(), "alice", approve(Scope::Session, None))
+    b.decide(p.id(), &who("alice"), approve(Scope::Session, None))
         .unwrap();
     let d = p.wait().await;
     assert!(grants.apply(&d, &normalized));
@@ -273,7 +273,7 @@ async fn session_scope_grants() {
 
     // A once-approval adds nothing.
     let mut p = b.request(req(1, "TRUNCATE x", MIN)).unwrap();
-    b.decide(p.id(), "alice", approve(Scope::Once, None))
+    b.decide(p.id(), &who("alice"), approve(Scope::Once, None))
         .unwrap();
     assert!(!grants.apply(&p.wait().await, "TRUNCATE x"));
     assert!(!grants.is_granted("TRUNCATE x"));
@@ -302,7 +302,7 @@ async fn ten_concurrent_requests_each_get_their_own_outcome() {
         } else {
             deny(Some(&format!("no {i}")))
         };
-        b.decide(id, &format!("approver{i}"), res).unwrap();
+        b.decide(id, &who(&format!("approver{i}")), res).unwrap();
         tokio::task::yield_now().await;
     }
     for t in tasks {
@@ -325,12 +325,12 @@ async fn other_sessions_unaffected_by_a_held_statement() {
     let b = open(dir.path()).await;
     let mut held = b.request(req(1, "DELETE FROM a", MIN)).unwrap();
     let mut other = b.request(req(2, "DELETE FROM b", MIN)).unwrap();
-    b.decide(other.id(), "alice", approve(Scope::Once, None))
+    b.decide(other.id(), &who("alice"), approve(Scope::Once, None))
         .unwrap();
     assert!(other.wait().await.is_approved());
     assert_eq!(b.list().len(), 1);
     assert_eq!(b.list()[0].session_id, 1);
-    b.decide(held.id(), "alice", deny(None)).unwrap();
+    b.decide(held.id(), &who("alice"), deny(None)).unwrap();
     assert!(!held.wait().await.is_approved());
 }
 

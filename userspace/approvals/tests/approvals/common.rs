@@ -2,7 +2,11 @@
 
 use std::time::Duration;
 
-use dbwarden_approvals::{ApprovalRequest, Broker, BrokerConfig};
+use dbwarden_approvals::{ApprovalRequest, Approver, Broker, BrokerConfig};
+
+/// Uid of the sessions filed by [`req`]: nobody in these tests approves with it unless a test
+/// means to.
+pub const AGENT_UID: u32 = 5001;
 
 pub fn req(session_id: u64, statement: &str, timeout: Duration) -> ApprovalRequest {
     ApprovalRequest {
@@ -12,8 +16,14 @@ pub fn req(session_id: u64, statement: &str, timeout: Duration) -> ApprovalReque
         normalized: statement.replace(|c: char| c.is_ascii_digit(), "?"),
         identity_summary: "pid 123 uid 0 (root) exe /usr/bin/psql job 42".into(),
         target: "postgres 127.0.0.1:5432 db=shop".into(),
+        requester_uid: AGENT_UID,
         timeout,
     }
+}
+
+/// An approver named `name`: this test process, uid 1000 (not [`AGENT_UID`]).
+pub fn who(name: &str) -> Approver {
+    Approver::new(name, 1000, vec![std::process::id()])
 }
 
 pub fn config(dir: &std::path::Path) -> BrokerConfig {

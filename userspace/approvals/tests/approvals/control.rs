@@ -281,3 +281,170 @@ async fn socket_in_use_or_not_a_socket_is_refused() {
     let e = bind_control(&dir.path().join("file"), &ControlAuth::default()).unwrap_err();
     assert!(e.to_string().contains("not a socket"), "{e}");
 }
+
+async fn open_with_rules(dir: &Path, rules: dbwarden_approvals::ApprovalRules) -> Broker {
+    let mut c = crate::common::config(dir);
+    c.rules = rules;
+    Broker::open(c).await.expect("open broker").0
+}
+
+fn refused_records(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("approvals.journal"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["type"] == "refused")
+        .collect()
+}
+
+#[track_caller]
+fn assert_approval_refused(e: &ClientError, needle: &str) {
+    match e {
+        ClientError::Refused {
+            code: ErrorCode::ApprovalRefused,
+            message,
+        } => assert!(message.contains(needle), "{message}"),
+        other => panic!("expected approval_refused, got {other:?}"),
+    }
+}
+
+/// Root approving a statement of a root session: refused by default with a clear message
+/// and code, journaled; the same root may deny it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn root_self_approval_refused_by_default_over_the_socket() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let b = open_with_rules(dir.path(), dbwarden_approvals::ApprovalRules::default()).await;
+    let srv = start(&b, dir.path(), ControlAuth::default());
+    let mut r = req(1, "DELETE FROM t", MIN);
+    r.requester_uid = 0;
+    let mut p = b.request(r).unwrap();
+
+    let e = client::approve(&srv.sock, p.id(), Scope::Once, Some("mine"))
+        .await
+        .unwrap_err();
+    assert_approval_refused(
+        &e,
+        "approval refused: the approver (uid 0) is the uid of the requesting session; \
+         self-approval is disabled ([approvals] allow_self_approval)",
+    );
+    assert!(client::show(&srv.sock, p.id()).await.unwrap().is_pending());
+    let refused = refused_records(dir.path());
+    assert_eq!(refused.len(), 1);
+    assert_eq!(
+        (refused[0]["approver"].as_str(), refused[0]["uid"].as_u64()),
+        (Some("root"), Some(0))
+    );
+
+    let d = client::deny(&srv.sock, p.id(), Some("my own"))
+        .await
+        .unwrap();
+    assert_eq!(d.summary(), "denied by root: my own");
+    assert_eq!(p.wait().await, d);
+    srv.stop().await;
+}
+
+/// An approver the (injected) cgroup lookup places in a controlled cgroup is refused, even
+/// with another uid than the session's and self-approval allowed; denying still works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approver_in_a_controlled_cgroup_refused_over_the_socket() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let me = std::process::id();
+    let rules = dbwarden_approvals::ApprovalRules {
+        allow_self_approval: true,
+        controlled_cgroups: vec!["/dbwarden-agents".into()],
+        cgroup_of: dbwarden_approvals::CgroupResolver::from_fn(move |pid, uid| {
+            assert_eq!(
+                (pid, uid),
+                (me, 0),
+                "the socket peer is this process, as root"
+            );
+            Ok("/dbwarden-agents/job-7".into())
+        }),
+    };
+    let b = open_with_rules(dir.path(), rules).await;
+    let srv = start(&b, dir.path(), ControlAuth::default());
+    let mut p = b.request(req(1, "DELETE FROM t", MIN)).unwrap();
+    let e = client::approve(&srv.sock, p.id(), Scope::Session, None)
+        .await
+        .unwrap_err();
+    assert_approval_refused(
+        &e,
+        &format!("the approver (pid {me}, uid 0) runs in controlled cgroup /dbwarden-agents/job-7"),
+    );
+    assert_eq!(
+        refused_records(dir.path())[0]["refusal"],
+        "controlled_cgroup"
+    );
+    assert!(b.get(p.id()).unwrap().is_pending());
+    client::deny(&srv.sock, p.id(), None).await.unwrap();
+    assert!(!p.wait().await.is_approved());
+    srv.stop().await;
+}
+
+/// With the real `/proc` lookup: a probe moved into a real controlled cgroup is refused; the
+/// same probe outside approves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approver_in_a_real_controlled_cgroup_refused() {
+    require_root();
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+    let mount = mounts
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() > 2 && f[2] == "cgroup2").then(|| PathBuf::from(f[1]))
+        })
+        .expect("cgroup2 must be mounted for this test");
+    let name = format!("dbwt-appr-{}", std::process::id());
+    let cg = mount.join(&name).join("agent");
+    std::fs::create_dir_all(&cg).unwrap();
+    struct Rm(PathBuf);
+    impl Drop for Rm {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir(self.0.join("agent"));
+            let _ = std::fs::remove_dir(&self.0);
+        }
+    }
+    let _rm = Rm(mount.join(&name));
+
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dbwarden_approvals::ApprovalRules {
+        allow_self_approval: false,
+        controlled_cgroups: vec![format!("/{name}")],
+        cgroup_of: dbwarden_approvals::CgroupResolver::proc(),
+    };
+    let b = open_with_rules(dir.path(), rules).await;
+    let srv = start(&b, dir.path(), ControlAuth::default());
+    let mut p = b.request(req(1, "DELETE FROM t", MIN)).unwrap();
+    let line = format!(r#"{{"op":"approve","id":"{}"}}"#, p.id());
+
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(r#"echo $$ > "$1/cgroup.procs" && exec "$2" "$3" "$4""#)
+        .arg("sh")
+        .arg(&cg)
+        .arg(env!("CARGO_BIN_EXE_dbwarden-approvals-probe"))
+        .arg(&srv.sock)
+        .arg(&line)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(stdout.contains("\"code\":\"approval_refused\""), "{stdout}");
+    assert!(
+        stdout.contains(&format!("runs in controlled cgroup /{name}/agent;")),
+        "{stdout}"
+    );
+    assert!(b.get(p.id()).unwrap().is_pending());
+
+    let out = Command::new(env!("CARGO_BIN_EXE_dbwarden-approvals-probe"))
+        .arg(&srv.sock)
+        .arg(&line)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("\"status\":\"decided\""), "{stdout}");
+    assert_eq!(p.wait().await.approver(), Some("root"));
+    srv.stop().await;
+}

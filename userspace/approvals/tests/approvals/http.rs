@@ -222,3 +222,135 @@ async fn non_loopback_bind_refused() {
         .unwrap_err();
     assert!(matches!(e, HttpError::NotLoopback(_)), "{e}");
 }
+
+/// Serves `b` on a fresh loopback port; returns the address and the stop handle.
+async fn serve(b: &dbwarden_approvals::Broker) -> (SocketAddr, oneshot::Sender<()>) {
+    let listener = bind_http("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(serve_http(
+        b.clone(),
+        listener,
+        ApiToken::new(TOKEN).unwrap(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    (addr, stop)
+}
+
+async fn open_with_rules(
+    dir: &std::path::Path,
+    rules: dbwarden_approvals::ApprovalRules,
+) -> dbwarden_approvals::Broker {
+    let mut c = crate::common::config(dir);
+    c.rules = rules;
+    dbwarden_approvals::Broker::open(c).await.unwrap().0
+}
+
+/// The HTTP client is this process: its uid (from /proc/net/tcp) equal to the session's is
+/// refused with 403 whatever approver name the token holder gives; deny still works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_self_approval_refused_by_socket_owner_uid() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = open_with_rules(dir.path(), dbwarden_approvals::ApprovalRules::default()).await;
+    let (addr, stop) = serve(&b).await;
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    let mut r = req(1, "DELETE FROM t", MIN);
+    r.requester_uid = uid;
+    let mut p = b.request(r).unwrap();
+    let id = p.id().to_owned();
+    let (s, _, j) = call(
+        addr,
+        "POST",
+        &format!("/v1/approvals/{id}/approve"),
+        Some(TOKEN),
+        Some(r#"{"approver":"someone-else"}"#.to_owned()),
+    )
+    .await;
+    assert_eq!(
+        (s, j["error"].as_str()),
+        (403, Some("approval_refused")),
+        "{j}"
+    );
+    assert_eq!(
+        j["message"],
+        format!(
+            "approval refused: the approver (uid {uid}) is the uid of the requesting session; \
+             self-approval is disabled ([approvals] allow_self_approval)"
+        )
+        .as_str()
+    );
+    assert!(b.get(&id).unwrap().is_pending());
+    let journal = std::fs::read_to_string(dir.path().join("approvals.journal")).unwrap();
+    assert!(
+        journal.contains("\"type\":\"refused\"")
+            && journal.contains("\"approver\":\"http:someone-else\""),
+        "{journal}"
+    );
+    let (s, _, j) = call(
+        addr,
+        "POST",
+        &format!("/v1/approvals/{id}/deny"),
+        Some(TOKEN),
+        Some(r#"{"approver":"someone-else"}"#.to_owned()),
+    )
+    .await;
+    assert_eq!(s, 200, "{j}");
+    assert!(!p.wait().await.is_approved());
+    stop.send(()).unwrap();
+}
+
+/// The HTTP client process (found through /proc/*/fd) in a controlled cgroup: 403.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_client_in_a_controlled_cgroup_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let me = std::process::id();
+    let rules = dbwarden_approvals::ApprovalRules {
+        allow_self_approval: true,
+        controlled_cgroups: vec!["/dbwarden-agents".into()],
+        cgroup_of: dbwarden_approvals::CgroupResolver::from_fn(move |pid, _| {
+            Ok(if pid == me {
+                "/dbwarden-agents".into()
+            } else {
+                "/".into()
+            })
+        }),
+    };
+    let b = open_with_rules(dir.path(), rules).await;
+    let (addr, stop) = serve(&b).await;
+    let mut p = b.request(req(1, "DELETE FROM t", MIN)).unwrap();
+    let id = p.id().to_owned();
+    let (s, _, j) = call(
+        addr,
+        "POST",
+        &format!("/v1/approvals/{id}/approve"),
+        Some(TOKEN),
+        Some(r#"{"approver":"ops"}"#.to_owned()),
+    )
+    .await;
+    assert_eq!(
+        (s, j["error"].as_str()),
+        (403, Some("approval_refused")),
+        "{j}"
+    );
+    let msg = j["message"].as_str().unwrap();
+    assert!(
+        msg.contains(&format!("(pid {me}, uid"))
+            && msg.contains("controlled cgroup /dbwarden-agents;"),
+        "{msg}"
+    );
+    assert!(b.get(&id).unwrap().is_pending());
+    let (s, _, _) = call(
+        addr,
+        "POST",
+        &format!("/v1/approvals/{id}/deny"),
+        Some(TOKEN),
+        Some(r#"{"approver":"ops"}"#.to_owned()),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(p.wait().await.approver(), Some("http:ops"));
+    stop.send(()).unwrap();
+}

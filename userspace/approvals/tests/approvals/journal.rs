@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use dbwarden_approvals::{Broker, Decision, Resolution, Scope, RESTART_REASON};
 
-use crate::common::{config, open, req};
+use crate::common::{config, open, req, who};
 
 #[tokio::test]
 async fn pending_requests_become_orphans_once() {
@@ -15,7 +15,7 @@ async fn pending_requests_become_orphans_once() {
         let decided = b.request(req(1, "DELETE FROM a", long)).unwrap();
         b.decide(
             decided.id(),
-            "alice",
+            &who("alice"),
             Resolution::Approve {
                 scope: Scope::Once,
                 reason: None,

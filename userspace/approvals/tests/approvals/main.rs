@@ -6,4 +6,5 @@ mod common;
 mod control;
 mod http;
 mod journal;
+mod rules;
 mod webhook;

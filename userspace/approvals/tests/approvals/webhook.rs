@@ -15,7 +15,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::sync::mpsc;
 
-use crate::common::{open, req, MIN};
+use crate::common::{open, req, who, MIN};
 
 struct Receiver {
     addr: SocketAddr,
@@ -135,7 +135,7 @@ async fn generic_and_slack_payloads_for_request_and_decision() {
 
     b.decide(
         &id,
-        "alice",
+        &who("alice"),
         Resolution::Deny {
             reason: Some("<!channel> go away".into()),
         },
@@ -207,7 +207,7 @@ async fn failing_receiver_is_retried_then_given_up_without_blocking() {
     let mut p = b.request(req(1, "DELETE FROM t", MIN)).unwrap();
     b.decide(
         p.id(),
-        "alice",
+        &who("alice"),
         Resolution::Approve {
             scope: dbwarden_approvals::Scope::Once,
             reason: None,
