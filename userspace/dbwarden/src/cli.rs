@@ -101,8 +101,8 @@ pub enum PolicyCommand {
         /// SQL dialect: postgres or mysql.
         #[arg(long, default_value = "postgres")]
         dialect: String,
-        /// Identity attribute key=value (pid, uid, gid, user, cgroup, exe, comm, or a label
-        /// such as CI_JOB_ID=42); repeatable.
+        /// Identity attribute key=value (pid, uid, gid, user, cgroup, exe, comm,
+        /// privileged=true|false, or a label such as CI_JOB_ID=42); repeatable.
         #[arg(long, value_name = "KEY=VALUE")]
         identity: Vec<String>,
         /// Target attribute key=value (address, database, user); repeatable.
@@ -132,8 +132,8 @@ pub enum SessionsCommand {
         /// Only sessions started at or after this RFC 3339 time.
         #[arg(long, value_name = "TIME")]
         since: Option<String>,
-        /// Identity filter `key=value` (pid, uid, user, cgroup, exe, or a label such as
-        /// CI_JOB_ID); repeatable, all must match.
+        /// Identity filter `key=value` (pid, uid, user, cgroup, exe, privileged=true|false, or
+        /// a label such as CI_JOB_ID); repeatable, all must match.
         #[arg(long, value_name = "KEY=VALUE")]
         identity: Vec<String>,
         /// Substring of the target (`protocol://user@address/database`).
@@ -228,6 +228,16 @@ pub struct ExecArgs {
     /// The controlled cgroup to run in (relative to the cgroup2 mount).
     #[arg(long, value_name = "NAME", default_value = crate::config::DEFAULT_CGROUP)]
     pub cgroup: String,
+    /// Run the command as this user (name or numeric uid), the way to run an agent: after the
+    /// move into the cgroup, root is dropped (supplementary groups from /etc/group, gid, uid)
+    /// and no_new_privs is set, so setuid programs such as sudo or su cannot regain it. HOME,
+    /// USER and LOGNAME are set to the user's. Needs root.
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+    /// Primary group (name or numeric gid) to run as with --user. Default: the user's primary
+    /// group from /etc/passwd.
+    #[arg(long, value_name = "GROUP", requires = "user")]
+    pub group: Option<String>,
     /// The command and its arguments.
     #[arg(
         required = true,
@@ -309,6 +319,41 @@ mod tests {
         };
         assert_eq!(e.cgroup, "g");
         assert_eq!(e.command, ["psql", "-c", "select 1"]);
+        assert_eq!((e.user, e.group), (None, None));
         assert!(Cli::try_parse_from(["dbwarden", "exec"]).is_err());
+    }
+
+    #[test]
+    fn exec_user_and_group_parse() {
+        let c = Cli::try_parse_from([
+            "dbwarden", "exec", "--cgroup", "g", "--user", "nobody", "--group", "nogroup", "--",
+            "id", "-u",
+        ])
+        .unwrap();
+        let Command::Exec(e) = c.command else {
+            panic!("not exec")
+        };
+        assert_eq!(e.user.as_deref(), Some("nobody"));
+        assert_eq!(e.group.as_deref(), Some("nogroup"));
+        assert_eq!(e.command, ["id", "-u"]);
+        // Numeric ids, the default cgroup, and no `--` before the command.
+        let c = Cli::try_parse_from(["dbwarden", "exec", "--user", "65534", "id"]).unwrap();
+        let Command::Exec(e) = c.command else {
+            panic!("not exec")
+        };
+        assert_eq!(e.user.as_deref(), Some("65534"));
+        assert_eq!(e.group, None);
+        assert_eq!(e.cgroup, crate::config::DEFAULT_CGROUP);
+        assert_eq!(e.command, ["id"]);
+        // Flags after the command belong to the command.
+        let c = Cli::try_parse_from(["dbwarden", "exec", "--", "sh", "--user", "x"]).unwrap();
+        let Command::Exec(e) = c.command else {
+            panic!("not exec")
+        };
+        assert_eq!(e.user, None);
+        assert_eq!(e.command, ["sh", "--user", "x"]);
+        // --group needs --user; --user needs a value.
+        assert!(Cli::try_parse_from(["dbwarden", "exec", "--group", "g", "--", "id"]).is_err());
+        assert!(Cli::try_parse_from(["dbwarden", "exec", "--user"]).is_err());
     }
 }

@@ -10,7 +10,16 @@ fn main() {
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Run(args) => dbwarden::daemon::main(args),
-        Command::Exec(args) => match dbwarden::exec::exec_in(&args.cgroup, &args.command) {
+        Command::Exec(args) => match dbwarden::exec::exec_in(
+            &args.cgroup,
+            args.user
+                .map(|user| dbwarden::exec::RunAs {
+                    user,
+                    group: args.group,
+                })
+                .as_ref(),
+            &args.command,
+        ) {
             Ok(never) => match never {},
             Err(e) => {
                 eprintln!("dbwarden exec: {e:#}");

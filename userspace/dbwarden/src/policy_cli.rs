@@ -94,6 +94,11 @@ fn eval(
             "cgroup" => id.cgroup = v.to_string(),
             "exe" => id.exe = v.to_string(),
             "comm" => id.comm = v.to_string(),
+            "privileged" => {
+                id.privileged = v.parse::<bool>().with_context(|| {
+                    format!("--identity privileged: expected true or false: {v:?}")
+                })?;
+            }
             label => {
                 let label = label.strip_prefix("label.").unwrap_or(label);
                 id.labels.insert(label.to_string(), v.to_string());

@@ -244,6 +244,7 @@ pub(crate) struct IdentitySel {
     pub user: Option<GlobList>,
     pub exe: Option<GlobList>,
     pub comm: Option<GlobList>,
+    pub privileged: Option<bool>,
     pub labels: Vec<(String, GlobList)>,
 }
 
@@ -265,6 +266,7 @@ struct RawIdentity {
     user: Option<Globs>,
     exe: Option<Globs>,
     comm: Option<Globs>,
+    privileged: Option<bool>,
     labels: Option<BTreeMap<String, OneGlob>>,
 }
 
@@ -364,6 +366,7 @@ impl<'de> Deserialize<'de> for Rule {
                 user: globs(i.user, false)?,
                 exe: globs(i.exe, false)?,
                 comm: globs(i.comm, false)?,
+                privileged: i.privileged,
                 labels: i
                     .labels
                     .unwrap_or_default()

@@ -30,6 +30,8 @@ fn header() -> SessionHeader {
             exe: "/usr/bin/pgbench".into(),
             cmdline: vec!["pgbench".into(), "-S".into()],
             labels: BTreeMap::new(),
+            privileged: false,
+            capabilities: Vec::new(),
         },
         client_addr: "127.0.0.1:50000".into(),
         original_dst: "127.0.0.1:5432".into(),

@@ -489,6 +489,8 @@ mod tests {
                 exe: "/bin/x".into(),
                 cmdline: vec!["x".into(), "\"q\"".into()],
                 labels,
+                privileged: true,
+                capabilities: vec!["cap_sys_admin".into(), "c\"ap\u{1}".into()],
             },
             client_addr: "127.0.0.1:1".into(),
             original_dst: "[::1]:5432".into(),

@@ -82,6 +82,13 @@ pub struct Identity {
     pub cmdline: Vec<String>,
     /// Environment-derived labels (CI job, pipeline, agent name, ...).
     pub labels: BTreeMap<String, String>,
+    /// Root, holding a capability that can subvert dbwarden, or not verifiable from `/proc`
+    /// (the daemon fails closed). Files written before detection existed read as `false`.
+    #[serde(default)]
+    pub privileged: bool,
+    /// The dangerous capabilities the process held (`cap_sys_admin`, `cap_bpf`, ...).
+    #[serde(default)]
+    pub capabilities: Vec<String>,
 }
 
 /// Record 0 of every session.
@@ -425,6 +432,51 @@ mod tests {
         assert!(j.contains(r#""type":"statement""#), "{j}");
         let back: Record = serde_json::from_str(&j).unwrap();
         assert_eq!(back, r);
+    }
+
+    #[test]
+    fn header_identity_privileges_round_trip_and_default_when_absent() {
+        let header = |identity: Identity| Record {
+            n: 0,
+            ts: time::macros::datetime!(2026-11-26 02:15:00 UTC),
+            body: RecordBody::Header(Box::new(SessionHeader {
+                session_id: SessionId([1; 16]),
+                start: time::macros::datetime!(2026-11-26 02:15:00 UTC),
+                identity,
+                client_addr: "127.0.0.1:1".into(),
+                original_dst: "127.0.0.1:5432".into(),
+                protocol: "postgres".into(),
+                database: None,
+                db_user: None,
+                daemon_version: "0.1.0".into(),
+                policy_hash: "sha256:00".into(),
+            })),
+        };
+        let root = header(Identity {
+            uid: 0,
+            privileged: true,
+            capabilities: vec!["cap_sys_admin".into(), "cap_bpf".into()],
+            ..Identity::default()
+        });
+        let j = serde_json::to_string(&root).unwrap();
+        assert!(
+            j.contains(r#""privileged":true,"capabilities":["cap_sys_admin","cap_bpf"]"#),
+            "{j}"
+        );
+        assert_eq!(serde_json::from_str::<Record>(&j).unwrap(), root);
+        // A header written before privilege detection existed has neither field.
+        let mut v: serde_json::Value = serde_json::from_str(&j).unwrap();
+        let id = v["identity"].as_object_mut().unwrap();
+        id.remove("privileged");
+        id.remove("capabilities");
+        let old: Record = serde_json::from_value(v).unwrap();
+        assert_eq!(
+            old,
+            header(Identity {
+                uid: 0,
+                ..Identity::default()
+            })
+        );
     }
 
     #[test]

@@ -113,7 +113,7 @@ pub struct ListFilter {
     /// Only sessions that started at or after this time.
     pub since: Option<OffsetDateTime>,
     /// `key=value` pairs that must all match: `pid`, `uid`, `user`, `cgroup`,
-    /// `exe`, or else an identity label.
+    /// `exe`, `privileged` (`true`/`false`), or else an identity label.
     pub identity: Vec<(String, String)>,
     /// Substring of the target (`protocol://user@dst/db`).
     pub target: Option<String>,
@@ -153,6 +153,7 @@ impl ListFilter {
                 "user" => id.user.as_deref() == Some(v.as_str()),
                 "cgroup" => id.cgroup == *v,
                 "exe" => id.exe == *v,
+                "privileged" => id.privileged.to_string() == *v,
                 label => id.labels.get(label) == Some(v),
             }
         })
@@ -401,6 +402,21 @@ fn render_record(
                 let _ = write!(t, " {}={}", s(k), s(v));
             }
             t.push('\n');
+            // On its own line: label values come from the agent and could imitate it.
+            if id.privileged {
+                let caps: Vec<String> = id.capabilities.iter().map(|c| s(c)).collect();
+                let _ = writeln!(
+                    t,
+                    "-- privileged: yes (capabilities: {})",
+                    if caps.is_empty() {
+                        "none listed".to_string()
+                    } else {
+                        caps.join(", ")
+                    }
+                );
+            } else {
+                t.push_str("-- privileged: no\n");
+            }
             let _ = writeln!(
                 t,
                 "-- target: {}  client: {}",

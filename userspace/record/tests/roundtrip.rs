@@ -340,6 +340,53 @@ fn list_with_filters() {
 }
 
 #[test]
+fn privileged_identity_is_shown_in_the_header_and_filterable() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = key(10);
+    let store = SessionStore::open(dir.path().join("sessions"), Arc::clone(&k)).unwrap();
+    for id in 1..=2u8 {
+        let mut h = header(id);
+        if id == 2 {
+            h.identity.uid = 0;
+            h.identity.user = None;
+            h.identity.privileged = true;
+            h.identity.capabilities = vec!["cap_sys_admin".into(), "cap_bpf\u{1b}[2J".into()];
+        }
+        let mut w = store.create(h, cfg()).unwrap();
+        w.seal(T0, "bye").unwrap();
+    }
+    let texts: Vec<String> = std::fs::read_dir(store.dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "dbws"))
+        .map(|f| {
+            let s = read_session(&f).unwrap();
+            let mut out = Vec::new();
+            show(&mut out, &s).unwrap();
+            String::from_utf8(out).unwrap()
+        })
+        .collect();
+    let root = texts.iter().find(|t| t.contains("uid=0 ")).unwrap();
+    let user = texts.iter().find(|t| t.contains("uid=1001 ")).unwrap();
+    assert!(
+        root.contains("\n-- privileged: yes (capabilities: cap_sys_admin, cap_bpf\\u{1b}[2J)\n"),
+        "{root}"
+    );
+    assert!(user.contains("\n-- privileged: no\n"), "{user}");
+    let f = ListFilter {
+        identity: vec![ListFilter::parse_identity("privileged=true").unwrap()],
+        ..ListFilter::default()
+    };
+    let mut out = Vec::new();
+    list_dir(store.dir(), &f, &mut out).unwrap();
+    let one = String::from_utf8(out).unwrap();
+    assert!(
+        one.contains("(1 session)") && one.contains("uid:0"),
+        "{one}"
+    );
+}
+
+#[test]
 fn pan_scan_helper_finds_unmasked_pans_only() {
     let dir = tempfile::tempdir().unwrap();
     let k = key(9);

@@ -144,6 +144,13 @@ pub fn header(
             exe: ident.exe.clone(),
             cmdline: ident.cmdline.split(' ').map(str::to_string).collect(),
             labels: ident.labels.clone(),
+            privileged: ident.privileges.privileged,
+            capabilities: ident
+                .privileges
+                .capabilities
+                .iter()
+                .map(|c| (*c).to_string())
+                .collect(),
         },
         client_addr: client_addr.to_string(),
         original_dst: ident.original_dst.to_string(),

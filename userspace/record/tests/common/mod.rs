@@ -31,6 +31,8 @@ pub fn header(id: u8) -> SessionHeader {
             exe: "/usr/bin/python3".into(),
             cmdline: vec!["python3".into(), "agent.py".into()],
             labels,
+            privileged: false,
+            capabilities: Vec::new(),
         },
         client_addr: "127.0.0.1:50000".into(),
         original_dst: "127.0.0.1:5432".into(),
