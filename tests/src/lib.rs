@@ -19,6 +19,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+pub mod pg_cluster;
+
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// PostgreSQL used by the tests.

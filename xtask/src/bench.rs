@@ -337,6 +337,7 @@ pub fn bench(quick: bool, criterion: bool, rounds: usize, pairs: usize) -> Resul
     if !util::is_root() {
         bail!("the pgbench comparison attaches eBPF programs: run `sudo cargo xtask bench`");
     }
+    crate::setup::ensure_c_bpf_toolchain()?;
     crate::setup::ensure_ebpf_toolchain()?;
     util::cargo(&["build", "--release", "-p", "dbwarden"])?;
     let db = format!("dbwarden_bench_{}", std::process::id());

@@ -101,6 +101,7 @@ fn main() {
 }
 
 fn build(release: bool) -> Result<()> {
+    setup::ensure_c_bpf_toolchain()?;
     setup::ensure_ebpf_toolchain()?;
     let mut args = vec!["build", "-p", "dbwarden", "-p", "dbwarden-tests", "--bins"];
     if release {

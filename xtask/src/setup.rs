@@ -15,6 +15,7 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 
 /// Everything: eBPF toolchain, bpffs, kernel checks, test clients.
 pub fn setup(clients: bool) -> Result<()> {
+    ensure_c_bpf_toolchain()?;
     ensure_ebpf_toolchain()?;
     check_kernel()?;
     if clients {
@@ -22,6 +23,52 @@ pub fn setup(clients: bool) -> Result<()> {
     }
     println!("xtask setup: host ready");
     Ok(())
+}
+
+/// clang (builds `ebpf/unix/*.bpf.c`), libbpf headers, and what the vendored libbpf in
+/// libbpf-sys links against (libelf, zlib, pkg-config).
+pub fn ensure_c_bpf_toolchain() -> Result<()> {
+    let have = |p: &str| Path::new(p).exists();
+    let mut missing = Vec::new();
+    if !runs("clang", "--version") {
+        missing.push("clang");
+    }
+    for (file, pkg) in [
+        ("/usr/include/bpf/bpf_helpers.h", "libbpf-dev"),
+        ("/usr/include/libelf.h", "libelf-dev"),
+        ("/usr/include/zlib.h", "zlib1g-dev"),
+    ] {
+        if !have(file) {
+            missing.push(pkg);
+        }
+    }
+    if !runs("pkg-config", "--version") {
+        missing.push("pkg-config");
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    apt_install(&missing)
+}
+
+fn apt_install(pkgs: &[&str]) -> Result<()> {
+    if !util::is_root() {
+        bail!("missing packages {pkgs:?}: install them with apt-get (as root)");
+    }
+    println!("xtask setup: installing {pkgs:?}");
+    let _ = status({
+        let mut c = Command::new("apt-get");
+        c.args(["update", "-qq"]);
+        c
+    });
+    status({
+        let mut c = Command::new("apt-get");
+        c.args(["install", "-y", "-qq"])
+            .args(pkgs)
+            .env("DEBIAN_FRONTEND", "noninteractive");
+        c
+    })
+    .with_context(|| format!("apt-get install {pkgs:?} failed"))
 }
 
 /// nightly + rust-src + bpf-linker.
@@ -196,22 +243,7 @@ fn ensure_clients() -> Result<()> {
         }
     }
     if !missing.is_empty() {
-        if !util::is_root() {
-            bail!("missing client packages {missing:?}: install them with apt-get (as root)");
-        }
-        println!("xtask setup: installing {missing:?}");
-        let _ = status({
-            let mut c = Command::new("apt-get");
-            c.args(["update", "-qq"]);
-            c
-        });
-        status({
-            let mut c = Command::new("apt-get");
-            c.args(["install", "-y", "-qq"])
-                .args(&missing)
-                .env("DEBIAN_FRONTEND", "noninteractive");
-            c
-        })?;
+        apt_install(&missing)?;
     }
     let req = util::root()?.join("tests/clients/requirements.txt");
     if req.exists() {

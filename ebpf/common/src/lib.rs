@@ -11,6 +11,8 @@
 //! * Ports are in **host** byte order.
 #![no_std]
 
+pub mod unix;
+
 /// Name of the map (and its pin file) holding [`Config`] at index 0.
 pub const MAP_CONFIG: &str = "DBW_CONFIG";
 /// Name of the map of intercepted destination ports (host order `u16` → [`Proto`] as `u8`).
@@ -44,6 +46,10 @@ pub const ALL_PROGRAMS: [&str; 6] = [
     PROG_CONNECT4,
     PROG_CONNECT6,
 ];
+
+/// Value in [`MAP_PORTS`] for a port no controlled process may connect to at all (the
+/// daemon's approval API and metrics listeners).
+pub const PORT_DENY: u8 = 0xff;
 
 /// Database protocol recorded for an intercepted port.
 #[repr(u8)]
@@ -83,8 +89,8 @@ pub struct Config {
     pub ready: u8,
     /// Daemon listener for IPv6 destinations, network order words.
     pub listen_v6: [u32; 4],
-    /// The daemon's own tgid: never redirected.
-    pub daemon_tgid: u32,
+    /// Unused, always zero (was the daemon's tgid; a stale pid must never exempt anyone).
+    pub _reserved: u32,
     /// Explicit padding, always zero.
     pub _pad: u32,
 }
@@ -156,6 +162,14 @@ mod pod {
     unsafe impl aya::Pod for super::ConnKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::ConnInfo {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::unix::UnixPath {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::unix::UnixName {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::unix::UnixConfig {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::unix::UnixConn {}
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::{debug, warn};
 use core::ptr::{addr_of, addr_of_mut, read_volatile, write_volatile};
-use dbwarden_common::{v4_mapped, Config, ConnInfo, ConnKey};
+use dbwarden_common::{v4_mapped, Config, ConnInfo, ConnKey, PORT_DENY};
 
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
@@ -69,7 +69,7 @@ pub fn dbw_connect4(ctx: SockAddrContext) -> i32 {
     let Some(cfg) = cfg else {
         warn!(
             &ctx,
-            "dbwarden: refusing connect to port {}: daemon not ready", port
+            "dbwarden: refusing connect to port {}: denied port or daemon not ready", port
         );
         return REFUSE;
     };
@@ -107,7 +107,7 @@ pub fn dbw_connect6(ctx: SockAddrContext) -> i32 {
     let Some(cfg) = cfg else {
         warn!(
             &ctx,
-            "dbwarden: refusing connect6 to port {}: daemon not ready", port
+            "dbwarden: refusing connect6 to port {}: denied port or daemon not ready", port
         );
         return REFUSE;
     };
@@ -138,19 +138,21 @@ pub fn dbw_connect6(ctx: SockAddrContext) -> i32 {
     PASS
 }
 
-/// `None`: not intercepted. `Some(None)`: intercepted but the daemon is not ready (refuse).
+/// `None`: not intercepted. `Some(None)`: refuse (a denied port, or the daemon is not ready).
 /// `Some(Some(cfg))`: redirect to the daemon described by `cfg`.
 #[inline(always)]
 fn intercepted(dest: &[u32; 4], port: u16) -> Option<Option<&'static Config>> {
     // SAFETY: read-only lookup of a plain value; the daemon writes it before attaching.
-    unsafe { PORTS.get(&port) }?;
-    NETS.get(&Key::new(128, *dest))?;
-    let cfg = CONFIG.get(0)?;
-    // SAFETY: bpf_get_current_pid_tgid has no preconditions.
-    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    if cfg.daemon_tgid != 0 && cfg.daemon_tgid == tgid {
-        return None;
+    let proto = unsafe { PORTS.get(&port) }.copied()?;
+    if proto == PORT_DENY {
+        // The daemon's own control ports (approval API, metrics): never reachable from a
+        // controlled cgroup, whatever address spells the host.
+        return Some(None);
     }
+    NETS.get(&Key::new(128, *dest))?;
+    // No exemption by pid: a pid written by a daemon that crashed could be reused by an agent.
+    // The daemon refuses to run inside a controlled cgroup instead.
+    let cfg = CONFIG.get(0)?;
     if cfg.ready == 0 || cfg.listen_port == 0 {
         return Some(None);
     }

@@ -12,7 +12,11 @@ use std::{
 use dbwarden_common::Proto;
 use serde::Deserialize;
 
-use crate::{cgroup::Cgroup, identity::DEFAULT_ENV_LABELS, intercept::Network};
+use crate::{
+    cgroup::Cgroup,
+    identity::DEFAULT_ENV_LABELS,
+    intercept::{unix::UnixMode, Network},
+};
 
 /// Default config file, read when it exists and no `--config` is given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/dbwarden/dbwarden.toml";
@@ -63,6 +67,9 @@ pub struct ApprovalsSection {
     pub group: Option<String>,
     /// Webhook receivers notified on requests and decisions.
     pub webhooks: Option<Vec<WebhookEntry>>,
+    /// Let an approver with the uid of the session that asked approve it (default false:
+    /// an agent running as root cannot approve its own statements as root).
+    pub allow_self_approval: Option<bool>,
 }
 
 /// One `[[approvals.webhooks]]` entry.
@@ -104,6 +111,30 @@ pub struct InterceptSection {
     pub tcp_ports: Option<Vec<u16>>,
     /// Destination networks (CIDR); default any address.
     pub networks: Option<Vec<String>>,
+    /// Database Unix sockets: `{ path = "...", protocol = "postgres" | "mysql" }`. Default:
+    /// `.s.PGSQL.<port>` for every PostgreSQL port under /var/run/postgresql, /run/postgresql
+    /// and /tmp; /run/mysqld/mysqld.sock, /var/run/mysqld/mysqld.sock, /tmp/mysql.sock.
+    pub unix_sockets: Option<Vec<UnixSocketEntry>>,
+    /// "auto" (default: redirect where the kernel has cgroup/connect_unix, else refuse),
+    /// "lsm" (refuse agents' connects to database sockets), or "off" (no Unix interception).
+    pub unix_mode: Option<String>,
+    /// Treat unlisted sockets named like database sockets (`.s.PGSQL.*`, `mysqld.sock`,
+    /// `mysql.sock`) as databases too. Default true.
+    pub unlisted_db_sockets: Option<bool>,
+    /// Exact socket paths agents' connects go to unchanged (for sockets that pass file
+    /// descriptors, like D-Bus). Each must lie in directories only root can write.
+    /// Default: the D-Bus system bus and nscd sockets.
+    pub unix_passthrough: Option<Vec<PathBuf>>,
+}
+
+/// One `[[intercept.unix_sockets]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnixSocketEntry {
+    /// Absolute socket path, as clients spell it (at most 107 bytes).
+    pub path: PathBuf,
+    /// "postgres" or "mysql".
+    pub protocol: String,
 }
 
 /// `[identity]`.
@@ -220,6 +251,10 @@ pub struct Settings {
     pub ports: Vec<(u16, Proto)>,
     /// Intercepted networks.
     pub networks: Vec<Network>,
+    /// Ports no controlled process may connect to (the approval API and metrics listeners).
+    pub deny_ports: Vec<u16>,
+    /// Unix-socket interception.
+    pub unix: UnixIntercept,
     /// Environment labels to read.
     pub env_labels: Vec<String>,
     /// Upstream connect timeout.
@@ -232,6 +267,49 @@ pub struct Settings {
     pub metrics_listen: Option<SocketAddr>,
 }
 
+/// Validated Unix-socket interception settings.
+#[derive(Debug, Clone)]
+pub struct UnixIntercept {
+    /// Requested mode.
+    pub mode: UnixMode,
+    /// Database sockets and their protocols.
+    pub sockets: Vec<(PathBuf, Proto)>,
+    /// Treat unlisted sockets named like database sockets as databases (refuse them in lsm
+    /// mode).
+    pub deny_db_patterns: bool,
+    /// Exact paths left alone.
+    pub passthrough: Vec<PathBuf>,
+}
+
+/// Default pass-through sockets.
+pub const DEFAULT_UNIX_PASSTHROUGH: [&str; 4] = [
+    "/run/dbus/system_bus_socket",
+    "/var/run/dbus/system_bus_socket",
+    "/run/nscd/socket",
+    "/var/run/nscd/socket",
+];
+
+/// The default database socket locations for these PostgreSQL ports.
+pub fn default_unix_sockets(postgres_ports: &[u16]) -> Vec<(PathBuf, Proto)> {
+    let mut v = Vec::new();
+    for port in postgres_ports {
+        for dir in ["/var/run/postgresql", "/run/postgresql", "/tmp"] {
+            v.push((
+                PathBuf::from(format!("{dir}/.s.PGSQL.{port}")),
+                Proto::Postgres,
+            ));
+        }
+    }
+    for p in [
+        "/run/mysqld/mysqld.sock",
+        "/var/run/mysqld/mysqld.sock",
+        "/tmp/mysql.sock",
+    ] {
+        v.push((PathBuf::from(p), Proto::Mysql));
+    }
+    v
+}
+
 /// Validated approval settings.
 #[derive(Debug, Clone)]
 pub struct Approvals {
@@ -241,6 +319,8 @@ pub struct Approvals {
     pub group: String,
     /// Webhooks: (url, slack?).
     pub webhooks: Vec<(String, bool)>,
+    /// Approvers may have the requesting session's uid (`allow_self_approval`).
+    pub allow_self_approval: bool,
 }
 
 /// Validated recording settings.
@@ -299,12 +379,26 @@ impl Settings {
         }
         let icpt = file.intercept.unwrap_or_default();
         let mut ports = Vec::new();
-        for p in icpt.postgres_ports.unwrap_or_else(|| vec![5432]) {
-            ports.push((p, Proto::Postgres));
+        let pg_ports = icpt
+            .postgres_ports
+            .unwrap_or_else(|| DEFAULT_POSTGRES_PORTS.to_vec());
+        for p in &pg_ports {
+            ports.push((*p, Proto::Postgres));
         }
-        for p in icpt.mysql_ports.unwrap_or_else(|| vec![3306]) {
+        for p in icpt
+            .mysql_ports
+            .unwrap_or_else(|| DEFAULT_MYSQL_PORTS.to_vec())
+        {
             ports.push((p, Proto::Mysql));
         }
+        let unix = unix_intercept(
+            icpt.unix_sockets,
+            icpt.unix_mode.as_deref(),
+            icpt.unlisted_db_sockets,
+            icpt.unix_passthrough,
+            &pg_ports,
+            origin,
+        )?;
         for p in icpt.tcp_ports.unwrap_or_default() {
             ports.push((p, Proto::Unknown));
         }
@@ -418,6 +512,7 @@ impl Settings {
             http_listen,
             group: ap.group.unwrap_or_else(|| "dbwarden".into()),
             webhooks,
+            allow_self_approval: ap.allow_self_approval.unwrap_or(false),
         };
         let metrics_listen = match file.metrics_listen {
             None => None,
@@ -433,7 +528,27 @@ impl Settings {
                 }
             },
         };
+        let mut deny_ports: Vec<u16> = [http_listen, metrics_listen]
+            .iter()
+            .flatten()
+            .map(SocketAddr::port)
+            .collect();
+        deny_ports.sort_unstable();
+        deny_ports.dedup();
+        if let Some(p) = deny_ports
+            .iter()
+            .find(|d| ports.iter().any(|(p, _)| p == *d))
+        {
+            return Err(ConfigError::Invalid {
+                origin: origin.to_string(),
+                key: "intercept ports",
+                value: p.to_string(),
+                reason: "is also the port of approvals.http_listen or metrics_listen, which controlled processes may never reach".into(),
+            });
+        }
         Ok(Settings {
+            deny_ports,
+            unix,
             metrics_listen,
             approvals,
             recording,
@@ -460,6 +575,94 @@ impl Settings {
             ),
         })
     }
+}
+
+/// Default PostgreSQL ports: the server's own, the usual second cluster, PgBouncer.
+pub const DEFAULT_POSTGRES_PORTS: [u16; 3] = [5432, 5433, 6432];
+/// Default MySQL/MariaDB ports: the server's own and the usual second instance.
+pub const DEFAULT_MYSQL_PORTS: [u16; 2] = [3306, 3307];
+
+fn unix_intercept(
+    entries: Option<Vec<UnixSocketEntry>>,
+    mode: Option<&str>,
+    deny_patterns: Option<bool>,
+    passthrough: Option<Vec<PathBuf>>,
+    pg_ports: &[u16],
+    origin: &str,
+) -> Result<UnixIntercept, ConfigError> {
+    let invalid = |key: &'static str, value: String, reason: &str| ConfigError::Invalid {
+        origin: origin.to_string(),
+        key,
+        value,
+        reason: reason.to_string(),
+    };
+    let mode = match mode {
+        None | Some("auto") => UnixMode::Auto,
+        Some("lsm") => UnixMode::Lsm,
+        Some("off") => UnixMode::Off,
+        Some(m) => {
+            return Err(invalid(
+                "intercept.unix_mode",
+                m.to_string(),
+                "expected \"auto\", \"lsm\" or \"off\"",
+            ))
+        }
+    };
+    let sockets = match entries {
+        None => default_unix_sockets(pg_ports),
+        Some(list) => {
+            let mut v = Vec::new();
+            for e in list {
+                let proto = match e.protocol.as_str() {
+                    "postgres" => Proto::Postgres,
+                    "mysql" => Proto::Mysql,
+                    p => {
+                        return Err(invalid(
+                            "intercept.unix_sockets.protocol",
+                            p.to_string(),
+                            "expected \"postgres\" or \"mysql\"",
+                        ))
+                    }
+                };
+                let bytes = e.path.as_os_str().as_encoded_bytes();
+                if !e.path.is_absolute() || bytes.len() > 107 || bytes.contains(&0) {
+                    return Err(invalid(
+                        "intercept.unix_sockets.path",
+                        e.path.display().to_string(),
+                        "must be an absolute path of at most 107 bytes",
+                    ));
+                }
+                if v.iter().any(|(p, _)| p == &e.path) {
+                    return Err(invalid(
+                        "intercept.unix_sockets.path",
+                        e.path.display().to_string(),
+                        "listed twice",
+                    ));
+                }
+                v.push((e.path, proto));
+            }
+            v
+        }
+    };
+    let passthrough: Vec<PathBuf> =
+        passthrough.unwrap_or_else(|| DEFAULT_UNIX_PASSTHROUGH.iter().map(PathBuf::from).collect());
+    for p in &passthrough {
+        if p.as_os_str().len() > 107 {
+            return Err(invalid(
+                "intercept.unix_passthrough",
+                p.display().to_string(),
+                "longer than 107 bytes",
+            ));
+        }
+        crate::unix_listen::check_passthrough(p)
+            .map_err(|why| invalid("intercept.unix_passthrough", p.display().to_string(), &why))?;
+    }
+    Ok(UnixIntercept {
+        mode,
+        sockets,
+        deny_db_patterns: deny_patterns.unwrap_or(true),
+        passthrough,
+    })
 }
 
 #[cfg(test)]
@@ -515,6 +718,65 @@ mod tests {
         let s = Settings::build(f, "c.toml", o).unwrap();
         assert_eq!(s.listen.port(), 7001);
         assert_eq!(s.cgroups[0].name, "b");
-        assert_eq!(s.ports, vec![(5432, Proto::Postgres), (3306, Proto::Mysql)]);
+        assert_eq!(
+            s.ports,
+            vec![
+                (5432, Proto::Postgres),
+                (5433, Proto::Postgres),
+                (6432, Proto::Postgres),
+                (3306, Proto::Mysql),
+                (3307, Proto::Mysql)
+            ]
+        );
+        assert_eq!(s.unix.mode, UnixMode::Auto);
+        assert_eq!(
+            s.unix.sockets.len(),
+            12,
+            "3 dirs x 3 PostgreSQL ports + 3 MySQL paths"
+        );
+        assert!(s.unix.sockets.contains(&(
+            PathBuf::from("/var/run/postgresql/.s.PGSQL.5432"),
+            Proto::Postgres
+        )));
+        assert!(s.deny_ports.is_empty());
+        assert_eq!(s.unix.passthrough.len(), 4);
+    }
+
+    #[test]
+    fn unix_sockets_and_control_ports() {
+        let f = FileConfig::parse(
+            "metrics_listen = \"127.0.0.1:9187\"\n[approvals]\nhttp_listen = \"127.0.0.1:7433\"\n[intercept]\nunix_mode = \"lsm\"\nunix_sockets = [{ path = \"/srv/pg/.s.PGSQL.5999\", protocol = \"postgres\" }]\n",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        let s = Settings::build(f, "c.toml", Overrides::default()).unwrap();
+        assert_eq!(s.unix.mode, UnixMode::Lsm);
+        assert_eq!(
+            s.unix.sockets,
+            vec![(PathBuf::from("/srv/pg/.s.PGSQL.5999"), Proto::Postgres)]
+        );
+        assert_eq!(s.deny_ports, vec![7433, 9187]);
+        for (bad, needle) in [
+            ("[intercept]\nunix_mode = \"maybe\"\n", "unix_mode"),
+            (
+                "[intercept]\nunix_sockets = [{ path = \"rel.sock\", protocol = \"postgres\" }]\n",
+                "absolute",
+            ),
+            (
+                "[intercept]\nunix_sockets = [{ path = \"/a.sock\", protocol = \"redis\" }]\n",
+                "protocol",
+            ),
+            ("metrics_listen = \"127.0.0.1:5433\"\n", "metrics_listen"),
+            (
+                "[intercept]\nunix_passthrough = [\"/tmp/bus.sock\"]\n",
+                "could place a link",
+            ),
+        ] {
+            let f = FileConfig::parse(bad, Path::new("c.toml")).unwrap();
+            let e = Settings::build(f, "c.toml", Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(needle), "{bad}: {e}");
+        }
     }
 }

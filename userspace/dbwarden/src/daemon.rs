@@ -146,15 +146,32 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             }
         }
     }
+    refuse_if_controlled(&settings)?;
+    let resolver = crate::unix_listen::bind(&settings)?;
     let mut interceptor = Interceptor::start(InterceptConfig {
         bpffs_dir: settings.bpffs_dir.clone(),
         cgroups: settings.cgroups.clone(),
         ports: settings.ports.clone(),
         networks: settings.networks.clone(),
+        deny_ports: settings.deny_ports.clone(),
         listen_v4: settings.listen,
         listen_v6,
     })
     .context("attaching interception")?;
+    let unix = crate::intercept::unix::UnixInterceptor::start(
+        &settings.bpffs_dir,
+        &settings.cgroups,
+        &crate::unix_listen::kernel_settings(&settings),
+    )
+    .context("attaching Unix-socket interception")?;
+    match &unix {
+        Some(u) => info!(
+            mode = u.mode().name(),
+            resolver = %crate::unix_listen::resolver_path(&settings).display(),
+            "Unix-socket interception active"
+        ),
+        None => warn!("Unix-socket interception off ([intercept] unix_mode = \"off\")"),
+    }
 
     if let Some(logger) = interceptor.logger.take() {
         // SAFETY: the AsyncFd owns the logger, and with it the ring buffer fd, for as long as
@@ -185,6 +202,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     }
     let approvals = crate::approvals::start(&settings, &shutdown, metrics.clone()).await?;
     let shared = Arc::new(Shared {
+        unix,
+        resolve: crate::unix_listen::resolve_settings(&settings),
         metrics,
         approvals: approvals.clone(),
         settings: settings.clone(),
@@ -213,8 +232,27 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             info!(pending = n, "pending approvals cancelled by shutdown");
         }
     });
-    server::run(listeners, shared, Duration::from_secs(10)).await;
+    server::run(listeners, resolver, shared, Duration::from_secs(10)).await;
     info!("stopped; interception stays attached (agents are refused until a daemon runs again)");
+    Ok(())
+}
+
+/// The daemon must not itself be subject to interception: its upstream connections would be
+/// redirected back to it, and it must not be exempted by anything an agent could also claim.
+fn refuse_if_controlled(settings: &Settings) -> anyhow::Result<()> {
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let Some(mine) = own.lines().find_map(|l| l.strip_prefix("0::")) else {
+        return Ok(());
+    };
+    let mine = mine.trim();
+    for cg in &settings.cgroups {
+        let c = format!("/{}", cg.name.trim_matches('/'));
+        if mine == c || mine.starts_with(&format!("{c}/")) {
+            anyhow::bail!(
+                "the daemon runs inside the controlled cgroup {c} ({mine}); run it outside the agents' cgroups (e.g. in dbwarden.service's own slice)"
+            );
+        }
+    }
     Ok(())
 }
 

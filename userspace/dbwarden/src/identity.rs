@@ -4,11 +4,11 @@
 //! PIDs are reused: the process's start time must not be later than the connect recorded by the
 //! kernel, otherwise the /proc data belongs to someone else and is discarded.
 
-use std::{collections::BTreeMap, fs, net::SocketAddr, path::Path};
+use std::{collections::BTreeMap, fs, path::Path};
 
 use dbwarden_common::{ConnInfo, Proto};
 
-use crate::intercept::to_socket_addr;
+use crate::{destination::Destination, intercept::to_socket_addr};
 
 /// Environment variables read from the agent by default (CI job labels).
 pub const DEFAULT_ENV_LABELS: &[&str] = &[
@@ -51,11 +51,13 @@ pub struct ConnIdentity {
     /// Allow-listed environment labels.
     pub labels: BTreeMap<String, String>,
     /// Where the agent wanted to go.
-    pub original_dst: SocketAddr,
+    pub original_dst: Destination,
     /// The protocol configured for that port.
     pub protocol: ProtocolName,
     /// True when /proc could be read and belongs to the connecting process.
     pub proc_verified: bool,
+    /// Root or dangerous capabilities (privileged when /proc cannot be verified).
+    pub privileges: crate::privilege::Privileges,
 }
 
 /// Protocol label.
@@ -129,9 +131,12 @@ pub fn resolve(
         exe,
         cmdline,
         labels,
-        original_dst: to_socket_addr(&info.orig_addr, info.orig_port),
+        original_dst: Destination::Tcp(to_socket_addr(&info.orig_addr, info.orig_port)),
         protocol: Proto::from_u8(info.proto).into(),
         proc_verified: verified,
+        privileges: crate::privilege::detect(proc_dir, verified, || {
+            process_started_before(proc_dir, info.ktime_ns)
+        }),
     }
 }
 
@@ -181,6 +186,24 @@ fn same_uid(proc_dir: &Path, uid: u32) -> bool {
         .and_then(|l| l.split_whitespace().next())
         .and_then(|u| u.parse::<u32>().ok())
         == Some(uid)
+}
+
+/// Supplementary groups of process `pid` from `/proc/<pid>/status`, if its effective uid is
+/// still `euid` (so a reused pid yields nothing).
+pub fn groups_of(pid: u32, euid: u32) -> Option<Vec<u32>> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name));
+    let uids: Vec<u32> = field("Uid:")?
+        .split_whitespace()
+        .filter_map(|u| u.parse().ok())
+        .collect();
+    if uids.get(1) != Some(&euid) {
+        return None;
+    }
+    field("Groups:")?
+        .split_whitespace()
+        .map(|g| g.parse().ok())
+        .collect()
 }
 
 fn read_cmdline(proc_dir: &Path) -> String {

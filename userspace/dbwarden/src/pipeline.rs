@@ -115,10 +115,11 @@ const MEMO_CAPACITY: usize = 256;
 /// megabytes is rarely repeated verbatim).
 const MEMO_MAX_TEXT: usize = 4096;
 
-/// A session's memo of decisions by exact statement text. Within one session the identity and
-/// the target never change, so the same text under the same policy always gets the same
-/// verdict: agents repeat their statements, and a repeat then costs a hash lookup instead of
-/// normalisation and rule matching. Tied to the policy in force: a reload empties it.
+/// A session's memo of decisions by exact statement text. Within one session the identity
+/// (`privileged` included: it is read once, at accept) and the target never change, so the same
+/// text under the same policy always gets the same verdict, and no verdict reaches another
+/// session's identity. Agents repeat their statements, and a repeat then costs a hash lookup
+/// instead of normalisation and rule matching. Tied to the policy in force: a reload empties it.
 #[derive(Default)]
 pub struct VerdictMemo {
     policy: Option<Arc<Policy>>,
@@ -157,6 +158,7 @@ pub fn policy_identity(i: &ConnIdentity) -> dbwarden_policy::Identity {
         exe: i.exe.clone(),
         comm: i.comm.clone(),
         labels: i.labels.clone(),
+        privileged: i.privileges.privileged,
     }
 }
 
@@ -284,7 +286,7 @@ impl Pipeline {
 
     fn judge_pg(&self, stmt: &PendingStatement, session: &SessionInfo) -> Decision {
         let target = Target {
-            addr: Some(session.ident.original_dst),
+            addr: Some(session.ident.original_dst.to_string()),
             protocol: Protocol::Postgres,
             database: session.database.clone(),
             user: session.db_user.clone(),

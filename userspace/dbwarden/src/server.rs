@@ -3,11 +3,18 @@
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpStream, UnixStream};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{debug, info, warn};
 
-use crate::{config::Settings, identity, intercept::Interceptor, session};
+use crate::{
+    config::Settings,
+    destination::Destination,
+    identity,
+    intercept::Interceptor,
+    session::{self, stream::Stream, upstream::AgentCred},
+    unix_resolve::{self, Reached},
+};
 
 /// State shared by all sessions (read-mostly).
 pub struct Shared {
@@ -15,6 +22,10 @@ pub struct Shared {
     pub settings: Settings,
     /// Kernel interception (map lookups).
     pub interceptor: Interceptor,
+    /// Unix-socket interception (None when `[intercept] unix_mode = "off"`).
+    pub unix: Option<crate::intercept::unix::UnixInterceptor>,
+    /// What the resolver of redirected Unix connects looks for.
+    pub resolve: unix_resolve::ResolveSettings,
     /// Cancelled on shutdown.
     pub shutdown: CancellationToken,
     /// PostgreSQL cancellation keys of live sessions.
@@ -32,12 +43,22 @@ pub struct Shared {
 }
 
 /// Runs the accept loops until `shutdown` is cancelled, then drains sessions for up to `grace`.
-pub async fn run(listeners: Vec<TcpListener>, shared: Arc<Shared>, grace: Duration) {
+pub async fn run(
+    listeners: Vec<TcpListener>,
+    resolver: Option<tokio::net::UnixListener>,
+    shared: Arc<Shared>,
+    grace: Duration,
+) {
     let tracker = TaskTracker::new();
     for l in listeners {
         let shared = shared.clone();
         let tracker2 = tracker.clone();
         tracker.spawn(async move { accept_loop(l, shared, tracker2).await });
+    }
+    if let Some(l) = resolver {
+        let shared = shared.clone();
+        let tracker2 = tracker.clone();
+        tracker.spawn(async move { accept_unix_loop(l, shared, tracker2).await });
     }
     shared.shutdown.cancelled().await;
     tracker.close();
@@ -76,6 +97,88 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tracker: TaskTr
     }
 }
 
+async fn accept_unix_loop(l: tokio::net::UnixListener, shared: Arc<Shared>, tracker: TaskTracker) {
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        let accepted = tokio::select! {
+            _ = shared.shutdown.cancelled() => return,
+            a = l.accept() => a,
+        };
+        match accepted {
+            Ok((stream, _)) => {
+                backoff = Duration::from_millis(5);
+                let shared = shared.clone();
+                tracker.spawn(async move { handle_unix(stream, shared).await });
+            }
+            Err(e) => {
+                warn!(error = %e, "Unix accept failed; backing off");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+/// A redirected Unix connect: the kernel record comes by the inode of the agent's socket (the
+/// peer of the accepted one); the path it asked for is resolved as the agent and judged.
+async fn handle_unix(stream: UnixStream, shared: Arc<Shared>) {
+    let refuse = |why: String| {
+        warn!(reason = %why, "refusing Unix connection");
+        crate::metrics::Metrics::inc(&shared.metrics.connections_refused_total);
+    };
+    let rec = crate::intercept::sock_diag::unix_peer_inode(&stream)
+        .ok()
+        .and_then(|ino| shared.unix.as_ref()?.take_conn(ino));
+    let Some(rec) = rec else {
+        return refuse(
+            "no kernel record (not from a controlled cgroup, or the client closed before it was accepted)".into(),
+        );
+    };
+    // SO_PEERCRED: the credentials the agent connected with (effective ids), which a direct
+    // connection would have shown the database.
+    let pc = match stream.peer_cred() {
+        Ok(c) => c,
+        Err(e) => return refuse(format!("no peer credentials: {e}")),
+    };
+    let mut ident = identity::resolve(&rec.info, &shared.settings.env_labels, None);
+    let orig = rec.orig.bytes().to_vec();
+    let asked = crate::identity::sanitize(&String::from_utf8_lossy(&orig));
+    if !ident.proc_verified {
+        return refuse(format!(
+            "agent process {} gone or changed before its path {asked:?} could be resolved",
+            ident.pid
+        ));
+    }
+    let cred = AgentCred {
+        uid: pc.uid(),
+        gid: pc.gid(),
+        groups: identity::groups_of(ident.pid, pc.uid()).unwrap_or_default(),
+    };
+    let (reached, upstream) =
+        match unix_resolve::resolve_and_connect(&orig, ident.pid, &cred, &shared.resolve).await {
+            Ok(r) => r,
+            Err(e) => return refuse(format!("pid {} comm {}: {e}", ident.pid, ident.comm)),
+        };
+    match reached {
+        Reached::Database(path, proto) => {
+            ident.original_dst = Destination::Unix(path);
+            ident.protocol = proto.into();
+        }
+        Reached::Other(path) => {
+            debug!(asked = %asked, reached = %path.display(), "Unix connect to a non-database socket: relayed as bytes");
+            ident.original_dst = Destination::Unix(path);
+            ident.protocol = crate::identity::ProtocolName::Unknown;
+        }
+    }
+    start_session(
+        Stream::Unix(stream),
+        ident,
+        shared,
+        Some(Stream::Unix(upstream)),
+    )
+    .await;
+}
+
 async fn handle(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     let local = match stream.local_addr() {
         Ok(l) => l,
@@ -91,10 +194,20 @@ async fn handle(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
         crate::metrics::Metrics::inc(&shared.metrics.connections_refused_total);
         return;
     };
+    let ident = identity::resolve(&info, &shared.settings.env_labels, None);
+    let _ = peer;
+    start_session(Stream::Tcp(stream), ident, shared, None).await;
+}
+
+async fn start_session(
+    stream: Stream,
+    mut ident: identity::ConnIdentity,
+    shared: Arc<Shared>,
+    upstream: Option<Stream>,
+) {
     let id = shared
         .next_session
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let mut ident = identity::resolve(&info, &shared.settings.env_labels, None);
     // The command line and labels are the agent's words: they may carry card data, and they go
     // to logs and recordings.
     let masker = shared.pipeline.masker();
@@ -103,5 +216,5 @@ async fn handle(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     for v in ident.labels.values_mut() {
         *v = masker.mask_str(v).into_owned();
     }
-    session::run(stream, peer, ident, id, shared).await;
+    session::run(stream, ident, id, shared, upstream).await;
 }

@@ -36,12 +36,13 @@ fn identity() -> Identity {
         labels: [("ci_job".to_owned(), "nightly-1".to_owned())]
             .into_iter()
             .collect(),
+        privileged: false,
     }
 }
 
 fn target() -> Target {
     Target {
-        addr: Some("127.0.0.1:5432".parse().expect("address")),
+        addr: Some("127.0.0.1:5432".into()),
         protocol: Protocol::Postgres,
         database: Some("shop".into()),
         user: Some("app".into()),

@@ -14,7 +14,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -44,13 +43,17 @@ pub struct Identity {
     pub comm: String,
     /// Environment labels collected by the daemon (e.g. `ci_job`).
     pub labels: BTreeMap<String, String>,
+    /// Root or holding a capability that can subvert dbwarden (the daemon sets this when it
+    /// cannot verify `/proc` too: fail closed).
+    pub privileged: bool,
 }
 
 /// Where the statement goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
-    /// Original upstream address the agent connected to.
-    pub addr: Option<SocketAddr>,
+    /// Original destination the agent connected to: `ip:port`, `[v6]:port`, or
+    /// `unix:/path/of/socket` (so one `address` glob list covers both transports).
+    pub addr: Option<String>,
     /// Wire protocol of the session.
     pub protocol: Protocol,
     /// Database named in the startup/handshake packet.
@@ -603,6 +606,12 @@ fn identity_matches(rule: &Rule, id: &Identity, mut why: Option<&mut Vec<String>
         };
         note(format!("comm matches {p:?}"));
     }
+    if let Some(p) = s.privileged {
+        if id.privileged != p {
+            return false;
+        }
+        note(format!("privileged = {p}"));
+    }
     for (k, g) in &s.labels {
         let Some(v) = id.labels.get(k) else {
             return false;
@@ -621,9 +630,10 @@ fn target_matches(rule: &Rule, t: &Target, mut why: Option<&mut Vec<String>>) ->
         }
     };
     if let Some(g) = &s.address {
-        let Some(addr) = t.addr else { return false };
-        let text = addr.to_string();
-        let Some(p) = g.matching(&text) else {
+        let Some(text) = t.addr.as_deref() else {
+            return false;
+        };
+        let Some(p) = g.matching(text) else {
             return false;
         };
         note(format!("target address {text} matches {p:?}"));

@@ -83,12 +83,13 @@ fn id(cgroup: &str, labels: &[(&str, &str)]) -> Identity {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect::<BTreeMap<_, _>>(),
+        privileged: false,
     }
 }
 
 fn pg(db: &str, user: &str) -> Target {
     Target {
-        addr: Some("127.0.0.1:5432".parse().unwrap()),
+        addr: Some("127.0.0.1:5432".into()),
         protocol: Protocol::Postgres,
         database: Some(db.into()),
         user: Some(user.into()),
@@ -152,6 +153,105 @@ fn uid_and_exe_select() {
     assert_eq!(v.rule, "default");
 }
 
+const PRIVILEGE_POLICY: &str = r#"
+[policy]
+name = "privileged-agents"
+default = "allow"
+
+[[rule]]
+name = "unprivileged-may-truncate-scratch"
+action = "allow"
+kind = ["truncate"]
+tables = ["scratch"]
+[rule.identity]
+privileged = false
+
+[[rule]]
+name = "no-privileged-agents"
+action = "deny"
+message = "privileged agents may not query"
+identity = { privileged = true, cgroup = ["/agents/*"] }
+
+[[rule]]
+name = "truncate-needs-approval"
+action = "require_approval"
+kind = ["truncate"]
+"#;
+
+#[test]
+fn privileged_matcher_selects_and_cached_analyses_do_not_leak_verdicts() {
+    let e = Engine::new(Policy::parse(PRIVILEGE_POLICY, "privileged.toml").unwrap());
+    let t = pg("shop", "app");
+    let user = id("/agents/a1", &[]);
+    let root = Identity {
+        uid: 0,
+        privileged: true,
+        ..id("/agents/a1", &[])
+    };
+    // Alternate identities on the same text: from the second decision on, the analysis comes
+    // from the cache, and each verdict is still the identity's own.
+    for round in 0..3 {
+        let r = e.decide("select 1", Dialect::Postgres, &root, &t);
+        assert_eq!(
+            (r.action, r.rule.as_str()),
+            (Action::Deny, "no-privileged-agents"),
+            "round {round}"
+        );
+        assert_eq!(
+            r.message,
+            "dbwarden: statement denied by rule \"no-privileged-agents\": privileged agents may not query"
+        );
+        assert!(
+            r.statements[0].reason.contains("privileged = true"),
+            "{r:?}"
+        );
+        assert_eq!(r.cached, round > 0);
+        let u = e.decide("select 1", Dialect::Postgres, &user, &t);
+        assert_eq!((u.action, u.rule.as_str()), (Action::Allow, "default"));
+        assert!(u.cached);
+        let r2 = e.decide("select 1", Dialect::Postgres, &root, &t);
+        assert_eq!(r2.action, Action::Deny);
+    }
+    // The matcher combines with the others: a privileged process outside /agents/* is not
+    // selected by that rule.
+    let elsewhere = Identity {
+        cgroup: "/ops".into(),
+        ..root.clone()
+    };
+    assert_eq!(
+        e.decide("select 1", Dialect::Postgres, &elsewhere, &t).rule,
+        "default"
+    );
+    // `privileged = false` selects only unprivileged identities.
+    let u = e.decide("TRUNCATE scratch", Dialect::Postgres, &user, &t);
+    assert_eq!(
+        (u.action, u.rule.as_str()),
+        (Action::Allow, "unprivileged-may-truncate-scratch")
+    );
+    assert!(
+        u.statements[0].reason.contains("privileged = false"),
+        "{u:?}"
+    );
+    let r = e.decide("TRUNCATE scratch", Dialect::Postgres, &elsewhere, &t);
+    assert!(
+        matches!(r.action, Action::RequireApproval { .. }) && r.rule == "truncate-needs-approval",
+        "{r:?}"
+    );
+    // A default identity (what a caller that never sets the field gets) is unprivileged.
+    assert!(!Identity::default().privileged);
+}
+
+#[test]
+fn privileged_matcher_must_be_a_boolean() {
+    for bad in ["\"yes\"", "1", "[true]"] {
+        let src = format!(
+            "[policy]\nname = \"p\"\ndefault = \"allow\"\n[[rule]]\nname = \"r\"\naction = \"deny\"\n[rule.identity]\nprivileged = {bad}\n"
+        );
+        let err = Policy::parse(&src, "p.toml").unwrap_err().to_string();
+        assert!(err.contains("p.toml:8:"), "{bad}: {err}");
+    }
+}
+
 #[test]
 fn target_database_user_protocol_address_select() {
     let e = engine();
@@ -187,7 +287,7 @@ fn target_database_user_protocol_address_select() {
     );
     assert_eq!(v.action, Action::Allow);
     let my = Target {
-        addr: Some("10.0.0.9:3306".parse().unwrap()),
+        addr: Some("10.0.0.9:3306".into()),
         protocol: Protocol::Mysql,
         database: None,
         user: None,

@@ -274,7 +274,7 @@ M | deny    | ro-no-opaque-code | PREPARE s FROM @q
 
 fn target() -> Target {
     Target {
-        addr: Some("127.0.0.1:5432".parse().unwrap()),
+        addr: Some("127.0.0.1:5432".into()),
         protocol: Protocol::Postgres,
         database: Some("shop".into()),
         user: Some("agent".into()),

@@ -41,6 +41,8 @@ pub struct InterceptConfig {
     pub ports: Vec<(u16, Proto)>,
     /// Intercepted destination networks.
     pub networks: Vec<Network>,
+    /// Ports controlled processes may not connect to at all (the daemon's control listeners).
+    pub deny_ports: Vec<u16>,
     /// The daemon's IPv4 loopback listener.
     pub listen_v4: SocketAddr,
     /// The daemon's IPv6 loopback listener, if IPv6 is available.
@@ -187,7 +189,8 @@ pub fn ensure_bpffs() -> Result<(), LoadError> {
     Ok(())
 }
 
-fn link_dir(bpffs_dir: &Path, cg: &Cgroup) -> PathBuf {
+/// Where a cgroup's pinned links live (TCP and Unix programs alike).
+pub(super) fn link_dir(bpffs_dir: &Path, cg: &Cgroup) -> PathBuf {
     let safe: String = cg
         .name
         .chars()
@@ -200,6 +203,12 @@ fn link_dir(bpffs_dir: &Path, cg: &Cgroup) -> PathBuf {
         })
         .collect();
     bpffs_dir.join("links").join(safe)
+}
+
+fn remove_tcp_pins(dir: &Path) {
+    for p in ALL_PROGRAMS {
+        let _ = fs::remove_file(dir.join(p));
+    }
 }
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> LoadError + 'a {
@@ -253,8 +262,9 @@ impl Interceptor {
                     info!(cgroup = %cg.name, "adopting pinned attachment from a previous daemon");
                     continue;
                 }
-                // Partial state from a crash: clear it before attaching afresh.
-                let _ = fs::remove_dir_all(&dir);
+                // Partial state from a crash: clear it before attaching afresh (only the TCP
+                // programs' pins: the Unix programs' are kept in force, see unix.rs).
+                remove_tcp_pins(&dir);
                 fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
                 attached_dirs.push(dir.clone());
                 attach_cgroup(&mut ebpf, cg, &dir)?;
@@ -264,7 +274,7 @@ impl Interceptor {
         })();
         if let Err(e) = result {
             for d in attached_dirs {
-                let _ = fs::remove_dir_all(d);
+                remove_tcp_pins(&d);
             }
             return Err(e);
         }
@@ -335,9 +345,17 @@ fn fill_maps(ebpf: &mut Ebpf, s: &InterceptConfig) -> Result<(), LoadError> {
         })?;
         let stale: Vec<u16> = ports.keys().filter_map(Result::ok).collect();
         for p in stale {
-            if !s.ports.iter().any(|(q, _)| *q == p) {
+            if !s.ports.iter().any(|(q, _)| *q == p) && !s.deny_ports.contains(&p) {
                 let _ = ports.remove(&p);
             }
+        }
+        for port in &s.deny_ports {
+            ports
+                .insert(port, dbwarden_common::PORT_DENY, 0)
+                .map_err(|source| LoadError::Map {
+                    map: MAP_PORTS,
+                    source,
+                })?;
         }
         for (port, proto) in &s.ports {
             ports
@@ -379,7 +397,7 @@ fn fill_maps(ebpf: &mut Ebpf, s: &InterceptConfig) -> Result<(), LoadError> {
         has_v6: u8::from(s.listen_v6.is_some()),
         ready: 1,
         listen_v6: s.listen_v6.map(|a| addr_words(a.ip())).unwrap_or_default(),
-        daemon_tgid: std::process::id(),
+        _reserved: 0,
         _pad: 0,
     };
     if let Some(v6) = s.listen_v6 {
@@ -473,6 +491,7 @@ pub fn detach(bpffs_dir: &Path, cgroup: Option<&Cgroup>) -> Result<Vec<PathBuf>,
                 removed.push(p);
             }
         }
+        removed.extend(super::unix::detach_maps(bpffs_dir));
         let _ = fs::remove_dir(bpffs_dir.join("links"));
         let _ = fs::remove_dir(bpffs_dir);
     }

@@ -8,6 +8,8 @@ mod addr;
     reason = "aya's error types are large; these errors happen once, at startup or detach"
 )]
 mod loader;
+pub mod sock_diag;
+pub mod unix;
 
 pub use addr::{key_for, to_socket_addr, Network};
 pub use loader::{check_privileges, detach, InterceptConfig, Interceptor, LoadError};

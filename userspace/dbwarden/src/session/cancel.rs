@@ -5,7 +5,6 @@
 
 use std::{
     collections::HashMap,
-    net::SocketAddr,
     sync::{Arc, Mutex},
 };
 
@@ -17,6 +16,8 @@ use bytes::{Bytes, BytesMut};
 use dbwarden_wire_pg::{BackendKeyData, Startup};
 use rand::RngCore;
 use tokio::io::AsyncWriteExt;
+
+use crate::destination::Destination;
 
 /// How a CancelRequest reaches a statement held for approval (which the server never saw).
 #[derive(Debug, Default)]
@@ -65,7 +66,7 @@ impl HoldSignal {
 #[derive(Debug, Clone)]
 struct Entry {
     client_secret: Bytes,
-    upstream: SocketAddr,
+    upstream: Destination,
     server: Option<BackendKeyData>,
     /// Woken by a matching CancelRequest: cancels a statement held for approval.
     held: Arc<HoldSignal>,
@@ -75,7 +76,7 @@ struct Entry {
 #[derive(Debug, Clone)]
 pub struct CancelTarget {
     /// Upstream server and its real key (None before the server sent BackendKeyData).
-    pub server: Option<(SocketAddr, BackendKeyData)>,
+    pub server: Option<(Destination, BackendKeyData)>,
     /// The session's hold notifier.
     pub held: Arc<HoldSignal>,
 }
@@ -89,7 +90,7 @@ pub struct CancelRegistry {
 impl CancelRegistry {
     /// Mints a fresh key (unique pid, 32 random secret bytes) for a session to `upstream`;
     /// `held` is notified when the client cancels.
-    pub fn mint(&self, upstream: SocketAddr, held: Arc<HoldSignal>) -> BackendKeyData {
+    pub fn mint(&self, upstream: Destination, held: Arc<HoldSignal>) -> BackendKeyData {
         let mut rng = rand::thread_rng();
         let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         loop {
@@ -104,7 +105,7 @@ impl CancelRegistry {
                 pid,
                 Entry {
                     client_secret: secret.clone(),
-                    upstream,
+                    upstream: upstream.clone(),
                     server: None,
                     held,
                 },
@@ -141,7 +142,7 @@ impl CancelRegistry {
             return None;
         }
         Some(CancelTarget {
-            server: e.server.clone().map(|k| (e.upstream, k)),
+            server: e.server.clone().map(|k| (e.upstream.clone(), k)),
             held: e.held.clone(),
         })
     }
@@ -155,7 +156,9 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Sends a CancelRequest with the server's key to `upstream`.
-pub async fn forward_cancel(upstream: SocketAddr, key: &BackendKeyData) -> std::io::Result<()> {
+/// A cancel request carries no credentials (the server checks only the key), so a Unix-socket
+/// upstream is reached as the daemon.
+pub async fn forward_cancel(upstream: &Destination, key: &BackendKeyData) -> std::io::Result<()> {
     let mut buf = BytesMut::new();
     Startup::Cancel {
         pid: key.pid,
@@ -163,7 +166,7 @@ pub async fn forward_cancel(upstream: SocketAddr, key: &BackendKeyData) -> std::
     }
     .encode(&mut buf)
     .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
-    let mut s = tokio::net::TcpStream::connect(upstream).await?;
+    let mut s = super::upstream::connect(upstream, None, std::time::Duration::from_secs(5)).await?;
     s.write_all(&buf).await?;
     s.shutdown().await?;
     Ok(())
@@ -176,8 +179,8 @@ mod tests {
     #[test]
     fn only_the_right_secret_cancels() {
         let r = CancelRegistry::default();
-        let up: SocketAddr = "127.0.0.1:5432".parse().unwrap();
-        let k = r.mint(up, Arc::new(HoldSignal::default()));
+        let up = Destination::Tcp("127.0.0.1:5432".parse().unwrap());
+        let k = r.mint(up.clone(), Arc::new(HoldSignal::default()));
         assert!(
             r.lookup(k.pid, &k.secret_key).unwrap().server.is_none(),
             "no server key yet"

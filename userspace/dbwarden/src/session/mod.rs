@@ -1,5 +1,6 @@
-//! One task per agent connection: connect upstream to the original destination, then run the
-//! protocol-specific session (PostgreSQL: [`pg`]; others: the byte [`relay`]).
+//! One task per agent connection: check that the connection speaks what its destination is
+//! configured for ([`sniff`]), connect upstream to the original destination ([`upstream`]),
+//! then run the protocol-specific session (PostgreSQL: [`pg`]; others: the byte [`relay`]).
 //!
 //! This is the seam where the statement pipeline plugs in: a protocol session decodes client
 //! messages, asks policy, and passes server messages through masking and recording.
@@ -8,11 +9,17 @@ pub mod cancel;
 pub mod pg;
 pub mod recording;
 pub mod relay;
+pub mod sniff;
+pub mod stream;
+pub mod upstream;
 
-use std::{net::SocketAddr, sync::Arc, time::Instant};
+use std::{sync::Arc, time::Duration, time::Instant};
 
-use tokio::net::TcpStream;
+use bytes::BytesMut;
+use tokio::io::AsyncReadExt;
 use tracing::{info, warn, Instrument};
+
+use self::{sniff::Looks, stream::Stream};
 
 use crate::{
     identity::{ConnIdentity, ProtocolName},
@@ -29,14 +36,20 @@ pub struct Totals {
     pub server_to_client: u64,
 }
 
-/// Runs a session to completion and logs its summary.
+/// How long a client or server may take to send its first packet before the protocol check
+/// gives up on the connection.
+const FIRST_PACKET_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Runs a session to completion and logs its summary. `upstream` is the database connection
+/// when it is already open (a Unix socket, connected as the agent by the resolver).
 pub async fn run(
-    client: TcpStream,
-    peer: SocketAddr,
+    client: Stream,
     ident: ConnIdentity,
     id: u64,
     shared: Arc<Shared>,
+    upstream: Option<Stream>,
 ) {
+    let peer = client.peer_label();
     let span = tracing::info_span!(
         "session",
         session = id,
@@ -59,6 +72,10 @@ pub async fn run(
             cmdline = %ident.cmdline,
             labels = %labels,
             proc_verified = ident.proc_verified,
+            privileged = ident.privileges.privileged,
+            uid0 = ident.privileges.uid0,
+            capabilities = %ident.privileges.capability_list(),
+            privileges_verified = ident.privileges.verified,
             "session started"
         );
         let started = Instant::now();
@@ -75,38 +92,38 @@ pub async fn run(
             }
         }
         let _active = Active(m.clone());
-        let _ = client.set_nodelay(true);
-        let upstream = match tokio::time::timeout(
-            shared.settings.connect_timeout,
-            TcpStream::connect(ident.original_dst),
-        )
-        .await
-        {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                warn!(error = %e, "upstream connect failed; closing agent connection");
+        client.set_nodelay();
+        let result = match open(client, &ident, &shared, upstream).await {
+            Err(why) => {
+                crate::metrics::Metrics::inc(&m.connections_refused_total);
+                warn!(reason = %why, "connection refused");
                 return;
             }
-            Err(_) => {
-                warn!("upstream connect timed out; closing agent connection");
-                return;
-            }
-        };
-        let _ = upstream.set_nodelay(true);
-        let dst = ident.original_dst;
-        let result = match ident.protocol {
-            ProtocolName::Postgres => {
-                let info = SessionInfo {
-                    id,
-                    policy_ident: Arc::new(crate::pipeline::policy_identity(&ident)),
-                    ident: Arc::new(ident),
-                    database: None,
-                    db_user: None,
-                };
-                pg::run(client, upstream, dst, info, shared.clone()).await
-            }
-            ProtocolName::Mysql | ProtocolName::Unknown => {
-                relay::run(client, upstream, &shared.shutdown).await
+            Ok(Opened {
+                client,
+                server,
+                proto,
+                from_client,
+                from_server,
+            }) => {
+                let mut ident = ident;
+                ident.protocol = proto;
+                let dst = ident.original_dst.clone();
+                match proto {
+                    ProtocolName::Postgres => {
+                        let info = SessionInfo {
+                            id,
+                            policy_ident: Arc::new(crate::pipeline::policy_identity(&ident)),
+                            ident: Arc::new(ident),
+                            database: None,
+                            db_user: None,
+                        };
+                        pg::run(client, server, dst, info, shared.clone(), from_client).await
+                    }
+                    ProtocolName::Mysql | ProtocolName::Unknown => {
+                        relay::run(client, server, from_client, from_server, &shared.shutdown).await
+                    }
+                }
             }
         };
         let (totals, reason) = match &result {
@@ -131,4 +148,132 @@ pub async fn run(
     }
     .instrument(span)
     .await
+}
+
+/// A connection whose protocol is settled, with the bytes the check read from each side.
+struct Opened {
+    client: Stream,
+    server: Stream,
+    proto: ProtocolName,
+    from_client: BytesMut,
+    from_server: BytesMut,
+}
+
+/// Checks the protocol and connects upstream. A PostgreSQL destination must get a PostgreSQL
+/// first packet from the client (checked before connecting upstream); a MySQL destination
+/// must greet like MySQL; on a plain TCP port a PostgreSQL client gets a PostgreSQL session and
+/// anything else is relayed.
+///
+/// # Errors
+/// Why the connection is refused (for the log).
+async fn open(
+    mut client: Stream,
+    ident: &ConnIdentity,
+    shared: &Shared,
+    upstream: Option<Stream>,
+) -> Result<Opened, String> {
+    let mut upstream = upstream;
+    let mut connect = |dst| {
+        let ready = upstream.take();
+        async move {
+            match ready {
+                Some(s) => Ok(s),
+                None => upstream::connect(dst, None, shared.settings.connect_timeout)
+                    .await
+                    .map_err(|e| format!("upstream {dst} connect failed: {e}")),
+            }
+        }
+    };
+    let mut from_client = BytesMut::new();
+    let mut from_server = BytesMut::new();
+    let dst = &ident.original_dst;
+    let proto = match ident.protocol {
+        ProtocolName::Postgres => {
+            sniff::read_until_decided(
+                &mut client,
+                &mut from_client,
+                sniff::client_is_postgres,
+                FIRST_PACKET_TIMEOUT,
+                "client",
+            )
+            .await
+            .map_err(|e| format!("not PostgreSQL on a PostgreSQL destination: {e}"))?;
+            let server = connect(dst).await?;
+            server.set_nodelay();
+            return Ok(Opened {
+                client,
+                server,
+                proto: ProtocolName::Postgres,
+                from_client,
+                from_server,
+            });
+        }
+        ProtocolName::Mysql => {
+            let mut server = connect(dst).await?;
+            sniff::read_until_decided(
+                &mut server,
+                &mut from_server,
+                sniff::server_is_mysql,
+                FIRST_PACKET_TIMEOUT,
+                "server",
+            )
+            .await
+            .map_err(|e| format!("not MySQL on a MySQL destination: {e}"))?;
+            server.set_nodelay();
+            return Ok(Opened {
+                client,
+                server,
+                proto: ProtocolName::Mysql,
+                from_client,
+                from_server,
+            });
+        }
+        ProtocolName::Unknown => ProtocolName::Unknown,
+    };
+    // A plain TCP port: whoever speaks first decides.
+    let mut server = connect(dst).await?;
+    server.set_nodelay();
+    let first = tokio::time::timeout(FIRST_PACKET_TIMEOUT, async {
+        tokio::select! {
+            r = client.read_buf(&mut from_client) => r.map(|n| (true, n)),
+            r = server.read_buf(&mut from_server) => r.map(|n| (false, n)),
+        }
+    })
+    .await;
+    let proto = match first {
+        Ok(Ok((true, n))) if n > 0 => {
+            let r = sniff::read_until_decided(
+                &mut client,
+                &mut from_client,
+                sniff::client_is_postgres,
+                FIRST_PACKET_TIMEOUT,
+                "client",
+            )
+            .await;
+            if r.is_ok() {
+                info!("PostgreSQL client on a plain TCP port: handled as a PostgreSQL session");
+                ProtocolName::Postgres
+            } else {
+                proto
+            }
+        }
+        Ok(Ok((false, n))) if n > 0 => {
+            if sniff::server_is_mysql(&from_server) == Looks::Yes {
+                info!("MySQL server on a plain TCP port: relayed as MySQL");
+                ProtocolName::Mysql
+            } else {
+                proto
+            }
+        }
+        Ok(Ok(_)) => proto,
+        Ok(Err(e)) => return Err(format!("first read: {e}")),
+        Err(_) => proto,
+    };
+    Ok(Opened {
+        client,
+        server,
+        proto,
+        from_client,
+        from_server,
+    })
 }

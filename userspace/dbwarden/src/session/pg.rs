@@ -7,12 +7,9 @@
 //! as they complete, capped at the codec's maximum message length) and one output batch that
 //! is written out after every read.
 
-use std::{
-    net::SocketAddr,
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc,
-    },
+use std::sync::{
+    atomic::{AtomicU64, Ordering},
+    Arc,
 };
 
 use bytes::BytesMut;
@@ -23,10 +20,6 @@ use dbwarden_wire_pg::{
 use rand::Rng;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
-    net::{
-        tcp::{OwnedReadHalf, OwnedWriteHalf},
-        TcpStream,
-    },
     sync::Mutex as AsyncMutex,
 };
 use tracing::{debug, info, warn};
@@ -34,9 +27,10 @@ use tracing::{debug, info, warn};
 use super::{
     cancel,
     recording::{self, SessionRecording},
+    stream::{ReadHalf as OwnedReadHalf, Stream, WriteHalf as OwnedWriteHalf},
     Totals,
 };
-use crate::{pipeline::SessionInfo, server::Shared};
+use crate::{destination::Destination, pipeline::SessionInfo, server::Shared};
 use dbwarden_approvals::{ApprovalRequest, Decision as ApprovalDecision, SessionGrants};
 
 const READ_CHUNK: usize = 64 * 1024;
@@ -62,18 +56,17 @@ fn nonce() -> String {
         .collect()
 }
 
-/// Runs a PostgreSQL session until either side closes.
+/// Runs a PostgreSQL session until either side closes. `pre` holds client bytes already read
+/// (by the protocol check) that the session must process first.
 pub async fn run(
-    client: TcpStream,
-    server: TcpStream,
-    upstream: SocketAddr,
+    client: Stream,
+    server: Stream,
+    upstream: Destination,
     info: SessionInfo,
     shared: Arc<Shared>,
+    pre: BytesMut,
 ) -> Result<Totals, (Totals, String)> {
-    let client_addr = client
-        .peer_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
+    let client_addr = client.peer_label();
     let held_notify = Arc::new(cancel::HoldSignal::default());
     let key = shared.cancel.mint(upstream, held_notify.clone());
     let key_pid = key.pid;
@@ -95,7 +88,15 @@ pub async fn run(
         counters: counters.clone(),
         rec: rec.clone(),
     };
-    let c2s = client_to_server(cr, sw, legs.clone(), info.clone(), client_addr, held_notify);
+    let c2s = client_to_server(
+        cr,
+        sw,
+        legs.clone(),
+        info.clone(),
+        client_addr,
+        held_notify,
+        pre,
+    );
     let s2c = server_to_client(sr, legs);
     let (first, reason) = {
         tokio::pin!(c2s);
@@ -220,6 +221,7 @@ async fn client_to_server(
     info: Arc<tokio::sync::RwLock<SessionInfo>>,
     client_addr: String,
     held_notify: Arc<cancel::HoldSignal>,
+    pre: BytesMut,
 ) -> Result<(), String> {
     let Legs {
         cw,
@@ -228,19 +230,24 @@ async fn client_to_server(
         counters,
         rec,
     } = legs;
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut buf = pre;
+    buf.reserve(READ_CHUNK);
     let mut out = BytesMut::new();
     let mut grants = SessionGrants::new();
     let mut memo = crate::pipeline::VerdictMemo::default();
+    // Bytes the protocol check already read are framed before the first read.
+    let mut have_pre = !buf.is_empty();
     loop {
         buf.reserve(READ_CHUNK);
-        let n = cr
-            .read_buf(&mut buf)
-            .await
-            .map_err(|e| format!("client read: {e}"))?;
-        if n == 0 {
-            let _ = sw.shutdown().await;
-            return Ok(());
+        if !std::mem::take(&mut have_pre) {
+            let n = cr
+                .read_buf(&mut buf)
+                .await
+                .map_err(|e| format!("client read: {e}"))?;
+            if n == 0 {
+                let _ = sw.shutdown().await;
+                return Ok(());
+            }
         }
         loop {
             let frame = lock(&proxy).frame_client(&mut buf);
@@ -424,7 +431,7 @@ async fn client_to_server(
                                 info!("cancel request cancelled the statement held for approval");
                             } else if let Some((upstream, key)) = t.server {
                                 info!(%upstream, "forwarding cancel request");
-                                if let Err(e) = cancel::forward_cancel(upstream, &key).await {
+                                if let Err(e) = cancel::forward_cancel(&upstream, &key).await {
                                     warn!(error = %e, "cancel forwarding failed");
                                 }
                             }
@@ -640,6 +647,7 @@ impl Hold<'_> {
                 self.session.database.as_deref().unwrap_or("")
             ),
             timeout: self.timeout,
+            requester_uid: ident.uid,
         };
         let mut pending = match self.shared.approvals.request(req) {
             Ok(p) => p,
