@@ -20,6 +20,8 @@ pub struct PgCluster {
     pub port: u16,
     /// Directory holding `.s.PGSQL.<port>`.
     pub socket_dir: PathBuf,
+    /// Whether `socket_dir` was created here (and is removed on drop).
+    own_socket_dir: bool,
 }
 
 fn run(cmd: &mut Command, what: &str) {
@@ -39,7 +41,17 @@ impl PgCluster {
         let dir = std::env::temp_dir().join(format!("dbwt-pg-{tag}-{}-{port}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::create_dir_all(socket_dir).unwrap();
+        let own_socket_dir = !socket_dir.exists();
+        if own_socket_dir {
+            // A directory of our own: the server writes its socket and lock file there.
+            std::fs::create_dir_all(socket_dir).unwrap();
+            run(
+                Command::new("chown")
+                    .arg("postgres:postgres")
+                    .arg(socket_dir),
+                "chown the socket dir",
+            );
+        }
         run(
             Command::new("chown").arg("postgres:postgres").arg(&dir),
             "chown the cluster dir",
@@ -74,6 +86,7 @@ impl PgCluster {
             dir,
             port,
             socket_dir: socket_dir.to_path_buf(),
+            own_socket_dir,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         while !c.socket().exists() {
@@ -129,5 +142,8 @@ impl Drop for PgCluster {
             .args(["-m", "immediate", "-w", "stop"])
             .output();
         let _ = std::fs::remove_dir_all(&self.dir);
+        if self.own_socket_dir {
+            let _ = std::fs::remove_dir_all(&self.socket_dir);
+        }
     }
 }
