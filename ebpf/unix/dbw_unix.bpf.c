@@ -6,8 +6,8 @@
  * | program              | hook                     | job                                        |
  * |----------------------|--------------------------|--------------------------------------------|
  * | dbw_connect_unix     | cgroup/connect_unix      | rewrite every stream connect to a named    |
- * |                      |                          | socket (except exact pass-through paths)   |
- * |                      |                          | to the daemon's resolver listener; record  |
+ * |                      |                          | socket to the daemon's resolver listener;  |
+ * |                      |                          | record                                     |
  * |                      |                          | the caller and the path it asked for       |
  * | dbw_getpeername_unix | cgroup/getpeername_unix  | show the agent the path it asked for       |
  * |                      | (on the daemon's cgroup) |                                            |
@@ -17,9 +17,9 @@
  * path relative to a chdir() would all name the database socket without matching any string
  * list. The daemon resolves the path itself, as the agent (its root, cwd and credentials),
  * and judges the socket actually reached: a database socket gets a policed session, the
- * daemon's control socket is refused, anything else is relayed as bytes. Exact pass-through
- * paths (in directories an agent cannot write) are left alone for sockets that need fd
- * passing.
+ * daemon's control socket is refused, anything else is relayed as bytes. No path string is
+ * ever let through unjudged: the string is resolved in the agent's own mount namespace and
+ * root, which it may control (user namespaces), so no string list can be trusted.
  *
  * lsm mode (BPF LSM, for kernels without connect_unix):
  *
@@ -62,14 +62,6 @@ struct {
 	__type(key, __u32);
 	__type(value, struct dbw_unix_config);
 } DBW_UNIX_CONFIG SEC(".maps");
-
-/* redirect mode: exact paths left alone. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 256);
-	__type(key, struct dbw_unix_path);
-	__type(value, __u32);
-} DBW_UNIX_PASS SEC(".maps");
 
 /* lsm mode: bound names refused. */
 struct {
@@ -150,8 +142,6 @@ int dbw_connect_unix(struct bpf_sock_addr *ctx)
 	__builtin_memset(rec, 0, sizeof(*rec));
 	if (!read_name(&rec->orig, (const char *)sa->uaddr + 2, alen - 2))
 		return PASS; /* abstract namespace: no database listens there */
-	if (bpf_map_lookup_elem(&DBW_UNIX_PASS, rec->orig.path))
-		return PASS;
 	struct dbw_unix_config *cfg = bpf_map_lookup_elem(&DBW_UNIX_CONFIG, &zero);
 	if (!cfg || !cfg->ready)
 		return REFUSE; /* fail closed: the daemon has not filled the maps */

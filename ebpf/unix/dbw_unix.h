@@ -9,8 +9,8 @@
 /* sizeof(((struct sockaddr_un *)0)->sun_path) */
 #define DBW_SUN_PATH 108
 
-/* A Unix socket path, NUL padded to 108 bytes: the key of DBW_UNIX_PASS (exact paths left
- * alone) and DBW_UNIX_DENY (paths the guard refuses in lsm mode). A path of 108 bytes without
+/* A Unix socket path, NUL padded to 108 bytes: the key of DBW_UNIX_DENY (paths the guard
+ * refuses in lsm mode). A path of 108 bytes without
  * a NUL matches nothing the daemon configures (paths are at most 107 bytes). */
 struct dbw_unix_path {
 	char path[DBW_SUN_PATH];

@@ -123,21 +123,21 @@ fn a_postgres_port_refuses_other_protocols() {
     let mut c = d.agent("python3");
     c.args([
         "-c",
-        "import socket\ns=socket.create_connection(('127.0.0.1',5432))\ns.sendall(b'GET / HTTP/1.0\\r\\nHost: x\\r\\n\\r\\n')\ns.settimeout(40)\nprint(repr(s.recv(100)))",
+        "import socket\ns=socket.create_connection(('127.0.0.1',5432))\ns.sendall(b'GET / HTTP/1.0\\r\\nHost: x\\r\\n\\r\\n')\ns.settimeout(40)\nb=b''\nwhile True:\n  x=s.recv(4096)\n  if not x: break\n  b+=x\nprint(repr(b))",
     ]);
     let out = run(c);
     assert_ok(&out, "raw client");
-    assert_eq!(
-        stdout(&out),
-        "b''",
-        "the daemon closes without a byte from PostgreSQL"
-    );
+    let got = stdout(&out);
+    // dbwarden's own FATAL 08P01 and nothing from PostgreSQL (no authentication request).
+    assert!(got.starts_with("b'E") || got.starts_with("b\"E"), "{got}");
+    assert!(got.contains("08P01"), "{got}");
+    assert!(!got.contains("server_version"), "{got}");
     d.wait_for_log(T, "the refusal", |ev| {
         ev.iter().any(|e| {
             e["message"] == "connection refused"
-                && e["reason"]
-                    .as_str()
-                    .is_some_and(|r| r.contains("not PostgreSQL on a PostgreSQL destination"))
+                && e["reason"].as_str().is_some_and(|r| {
+                    r.contains("non-PostgreSQL first packet on a PostgreSQL destination")
+                })
         })
     });
 }
@@ -183,4 +183,39 @@ fn the_daemon_will_not_run_inside_a_cgroup_it_controls() {
         .args(["detach", "--bpffs-dir"])
         .arg(format!("/sys/fs/bpf/{}-in", d.name))
         .output();
+}
+
+/// A client that sends part of a PostgreSQL startup on a plain TCP port and waits past the
+/// protocol check's deadline must not be relayed raw to the server (which would still accept
+/// the rest of the login: its own authentication_timeout is longer).
+#[test]
+fn an_unsettled_first_packet_on_a_plain_tcp_port_is_not_relayed() {
+    let port = free_port();
+    let sock = std::env::temp_dir().join(format!("dbwt-stall-{}", std::process::id()));
+    let pg = PgCluster::start("stall", port, &sock, hba());
+    let d = Daemon::start_with(DaemonOpts {
+        extra_config: format!("[intercept]\ntcp_ports = [{port}]\n"),
+        ..Default::default()
+    });
+    let mut c = d.agent("python3");
+    c.args([
+        "-c",
+        "import socket,struct,sys,time\nbody=struct.pack('!I',196608)+b'user\\0postgres\\0database\\0postgres\\0\\0'\np=struct.pack('!I',len(body)+4)+body\ns=socket.create_connection(('127.0.0.1',int(sys.argv[1])))\ns.sendall(p[:3])\ntime.sleep(33)\ntry:\n  s.sendall(p[3:])\n  s.settimeout(10)\n  print(repr(s.recv(100)))\nexcept OSError as e:\n  print('closed', e)",
+    ])
+    .arg(port.to_string());
+    let out = output_timeout(c, None, Duration::from_secs(90));
+    let got = stdout(&out);
+    assert!(
+        got == "b''" || got.starts_with("closed"),
+        "the server answered a login relayed raw: {got}"
+    );
+    d.wait_for_log(T, "the refusal", |ev| {
+        ev.iter().any(|e| {
+            e["message"] == "connection refused"
+                && e["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("protocol not settled"))
+        })
+    });
+    drop(pg);
 }

@@ -33,7 +33,10 @@ fn value(text: &str, name: &str) -> u64 {
 fn counters_follow_decisions_and_approvals() {
     let mport = free_port();
     let d = Daemon::start_with(DaemonOpts {
-        extra_config: format!("metrics_listen = \"127.0.0.1:{mport}\"\n"),
+        // Root approves a root agent's statement here: the point is the counters.
+        extra_config: format!(
+            "metrics_listen = \"127.0.0.1:{mport}\"\n[approvals]\nallow_self_approval = true\n"
+        ),
         ..Default::default()
     });
     let db = PgDb::create("metrics");

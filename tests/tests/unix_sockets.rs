@@ -482,3 +482,134 @@ fn forced_lsm_mode_refuses_database_sockets_or_does_not_start() {
     let _ = std::fs::remove_dir(cgroup2_mount().join(&name));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A listener in the test's hands: counts connections that reach it.
+fn counting_listener(path: &Path) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
+    let l = std::os::unix::net::UnixListener::bind(path).unwrap();
+    let n = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let n2 = n.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            n2.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            use std::io::Write;
+            let mut s = s;
+            let _ = s.write_all(b"SECRET");
+        }
+    });
+    n
+}
+
+const PY_CONNECT: &str = r#"
+import os, socket, sys
+os.chdir(sys.argv[1])
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+try:
+    s.connect(sys.argv[2])
+    s.settimeout(5)
+    print("got", s.recv(10))
+except OSError as e:
+    print("error", e)
+"#;
+
+#[test]
+fn a_private_mount_namespace_does_not_hide_the_database_socket() {
+    // An unprivileged agent in its own user and mount namespaces bind-mounts the database
+    // socket under an innocent name: the resolver judges the socket file itself.
+    let d = Daemon::start();
+    let script = format!(
+        "mount -t tmpfs t /mnt && touch /mnt/innocent && mount --bind /var/run/postgresql/.s.PGSQL.5432 /mnt/innocent && exec python3 -c '{}' / /mnt/innocent",
+        PY_STARTUP.replace('\'', "\"")
+    );
+    let mut c = d.agent("setpriv");
+    c.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "unshare",
+        "-Urm",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    let out = run(c);
+    assert_ok(&out, "namespaced agent");
+    assert!(stdout(&out).contains("reply R"), "{}", text(&out));
+    d.wait_for_log(T, "the session, policed", |_| {
+        unix_sessions(&d, "/var/run/postgresql/.s.PGSQL.5432") >= 1
+    });
+}
+
+#[test]
+fn the_resolver_follows_no_magic_link_and_lends_no_capability() {
+    let d = Daemon::start();
+    // 1. A socket the agent hid from itself with a tmpfs, then names through /proc/self: the
+    //    kernel would not find it (that is the agent's own mount namespace); neither may the
+    //    daemon's resolver, whose /proc/self is a daemon thread.
+    let hidden_dir = d.dir.join("hidden");
+    std::fs::create_dir_all(&hidden_dir).unwrap();
+    let hidden = hidden_dir.join("s.sock");
+    let reached = counting_listener(&hidden);
+    std::fs::set_permissions(&hidden, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
+    let rel = format!("proc/self/root{}", hidden.display());
+    let script = format!(
+        "mount -t tmpfs t {} && exec python3 -c '{}' / {rel}",
+        hidden_dir.display(),
+        PY_CONNECT.replace('\'', "\"")
+    );
+    let mut c = d.agent("setpriv");
+    c.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "unshare",
+        "-Urm",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    let out = run(c);
+    assert!(!stdout(&out).contains("SECRET"), "{}", text(&out));
+    // 2. A root agent without capabilities cannot borrow the daemon's: a 0600 socket owned by
+    //    someone else in a 0700 directory stays closed to it.
+    let priv_dir = d.dir.join("priv");
+    std::fs::create_dir_all(&priv_dir).unwrap();
+    let p = priv_dir.join("p.sock");
+    let reached_priv = counting_listener(&p);
+    std::os::unix::fs::chown(&p, Some(65534), Some(65534)).unwrap();
+    std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    std::os::unix::fs::chown(&priv_dir, Some(65534), Some(65534)).unwrap();
+    std::fs::set_permissions(
+        &priv_dir,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let mut c = d.agent("setpriv");
+    c.args([
+        "--inh-caps=-all",
+        "--bounding-set=-all",
+        "python3",
+        "-c",
+        PY_CONNECT,
+        "/",
+    ])
+    .arg(&p);
+    let out = run(c);
+    assert!(!stdout(&out).contains("SECRET"), "{}", text(&out));
+    // The same agent with its capabilities does reach it (the daemon is not stricter than
+    // the kernel).
+    let mut c = d.agent("python3");
+    c.args(["-c", PY_CONNECT, "/"]).arg(&p);
+    let out = run(c);
+    assert!(stdout(&out).contains("SECRET"), "{}", text(&out));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        reached.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the hidden socket was reached"
+    );
+    assert_eq!(
+        reached_priv.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "only the capable agent got in"
+    );
+}

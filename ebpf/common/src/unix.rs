@@ -7,8 +7,6 @@ pub const SUN_PATH: usize = 108;
 
 /// Map names (and pin file names under `<bpffs_dir>/unix/`).
 pub const MAP_UNIX_CONFIG: &str = "DBW_UNIX_CONFIG";
-/// redirect mode: exact paths left alone ([`UnixPath`] → `u32`).
-pub const MAP_UNIX_PASS: &str = "DBW_UNIX_PASS";
 /// lsm mode: listener names refused ([`UnixPath`] → `u32`).
 pub const MAP_UNIX_DENY: &str = "DBW_UNIX_DENY";
 /// Inode of the agent's socket → the path it asked for ([`UnixName`]), for getpeername.
@@ -16,9 +14,8 @@ pub const MAP_UNIX_ORIG: &str = "DBW_UNIX_ORIG";
 /// Inode of the agent's socket → [`UnixConn`].
 pub const MAP_UNIX_CONNS: &str = "DBW_UNIX_CONNS";
 /// Every pinned map of the Unix object (its per-CPU scratch map is not pinned).
-pub const ALL_UNIX_MAPS: [&str; 5] = [
+pub const ALL_UNIX_MAPS: [&str; 4] = [
     MAP_UNIX_CONFIG,
-    MAP_UNIX_PASS,
     MAP_UNIX_DENY,
     MAP_UNIX_ORIG,
     MAP_UNIX_CONNS,

@@ -121,10 +121,6 @@ pub struct InterceptSection {
     /// Treat unlisted sockets named like database sockets (`.s.PGSQL.*`, `mysqld.sock`,
     /// `mysql.sock`) as databases too. Default true.
     pub unlisted_db_sockets: Option<bool>,
-    /// Exact socket paths agents' connects go to unchanged (for sockets that pass file
-    /// descriptors, like D-Bus). Each must lie in directories only root can write.
-    /// Default: the D-Bus system bus and nscd sockets.
-    pub unix_passthrough: Option<Vec<PathBuf>>,
 }
 
 /// One `[[intercept.unix_sockets]]` entry.
@@ -277,17 +273,7 @@ pub struct UnixIntercept {
     /// Treat unlisted sockets named like database sockets as databases (refuse them in lsm
     /// mode).
     pub deny_db_patterns: bool,
-    /// Exact paths left alone.
-    pub passthrough: Vec<PathBuf>,
 }
-
-/// Default pass-through sockets.
-pub const DEFAULT_UNIX_PASSTHROUGH: [&str; 4] = [
-    "/run/dbus/system_bus_socket",
-    "/var/run/dbus/system_bus_socket",
-    "/run/nscd/socket",
-    "/var/run/nscd/socket",
-];
 
 /// The default database socket locations for these PostgreSQL ports.
 pub fn default_unix_sockets(postgres_ports: &[u16]) -> Vec<(PathBuf, Proto)> {
@@ -395,7 +381,6 @@ impl Settings {
             icpt.unix_sockets,
             icpt.unix_mode.as_deref(),
             icpt.unlisted_db_sockets,
-            icpt.unix_passthrough,
             &pg_ports,
             origin,
         )?;
@@ -586,7 +571,6 @@ fn unix_intercept(
     entries: Option<Vec<UnixSocketEntry>>,
     mode: Option<&str>,
     deny_patterns: Option<bool>,
-    passthrough: Option<Vec<PathBuf>>,
     pg_ports: &[u16],
     origin: &str,
 ) -> Result<UnixIntercept, ConfigError> {
@@ -644,24 +628,10 @@ fn unix_intercept(
             v
         }
     };
-    let passthrough: Vec<PathBuf> =
-        passthrough.unwrap_or_else(|| DEFAULT_UNIX_PASSTHROUGH.iter().map(PathBuf::from).collect());
-    for p in &passthrough {
-        if p.as_os_str().len() > 107 {
-            return Err(invalid(
-                "intercept.unix_passthrough",
-                p.display().to_string(),
-                "longer than 107 bytes",
-            ));
-        }
-        crate::unix_listen::check_passthrough(p)
-            .map_err(|why| invalid("intercept.unix_passthrough", p.display().to_string(), &why))?;
-    }
     Ok(UnixIntercept {
         mode,
         sockets,
         deny_db_patterns: deny_patterns.unwrap_or(true),
-        passthrough,
     })
 }
 
@@ -739,7 +709,6 @@ mod tests {
             Proto::Postgres
         )));
         assert!(s.deny_ports.is_empty());
-        assert_eq!(s.unix.passthrough.len(), 4);
     }
 
     #[test]
@@ -767,10 +736,6 @@ mod tests {
                 "protocol",
             ),
             ("metrics_listen = \"127.0.0.1:5433\"\n", "metrics_listen"),
-            (
-                "[intercept]\nunix_passthrough = [\"/tmp/bus.sock\"]\n",
-                "could place a link",
-            ),
         ] {
             let f = FileConfig::parse(bad, Path::new("c.toml")).unwrap();
             let e = Settings::build(f, "c.toml", Overrides::default())

@@ -12,7 +12,7 @@ use crate::{
     destination::Destination,
     identity,
     intercept::Interceptor,
-    session::{self, stream::Stream, upstream::AgentCred},
+    session::{self, as_agent::AgentCred, stream::Stream},
     unix_resolve::{self, Reached},
 };
 
@@ -149,10 +149,18 @@ async fn handle_unix(stream: UnixStream, shared: Arc<Shared>) {
             ident.pid
         ));
     }
+    let status = std::fs::read_to_string(format!("/proc/{}/status", ident.pid)).unwrap_or_default();
+    let Some(cap_eff) = crate::session::as_agent::cap_eff_of(&status) else {
+        return refuse(format!(
+            "agent process {} has no readable CapEff",
+            ident.pid
+        ));
+    };
     let cred = AgentCred {
         uid: pc.uid(),
         gid: pc.gid(),
         groups: identity::groups_of(ident.pid, pc.uid()).unwrap_or_default(),
+        cap_eff,
     };
     let (reached, upstream) =
         match unix_resolve::resolve_and_connect(&orig, ident.pid, &cred, &shared.resolve).await {

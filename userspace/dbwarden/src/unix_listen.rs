@@ -8,8 +8,8 @@
 //! sockets of controlled cgroups) a connection is refused, as on TCP.
 
 use std::{
-    os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt},
-    path::{Path, PathBuf},
+    os::unix::fs::{FileTypeExt, PermissionsExt},
+    path::PathBuf,
 };
 
 use anyhow::{Context, Result};
@@ -73,7 +73,6 @@ pub fn kernel_settings(settings: &Settings) -> UnixSettings {
     UnixSettings {
         mode: settings.unix.mode,
         resolver: resolver_path(settings),
-        pass: settings.unix.passthrough.clone(),
         deny,
         deny_db_patterns: settings.unix.deny_db_patterns,
     }
@@ -85,43 +84,5 @@ pub fn resolve_settings(settings: &Settings) -> ResolveSettings {
         databases: settings.unix.sockets.clone(),
         forbidden: vec![control_path(settings), resolver_path(settings)],
         db_patterns: settings.unix.deny_db_patterns,
-    }
-}
-
-/// A pass-through path is matched by its exact string, so it must not be a place an agent can
-/// plant a symlink or hard link: every existing directory on its way must be root-owned and
-/// writable by nobody else.
-///
-/// # Errors
-/// Names the directory that an unprivileged process could write.
-pub fn check_passthrough(p: &Path) -> Result<(), String> {
-    if !p.is_absolute() {
-        return Err("must be an absolute path".into());
-    }
-    let mut dir = p.parent();
-    while let Some(d) = dir {
-        if let Ok(m) = std::fs::metadata(d) {
-            if m.uid() != 0 || m.mode() & 0o022 != 0 {
-                return Err(format!(
-                    "{} is not root-owned or is writable by group or others, so an agent could place a link there",
-                    d.display()
-                ));
-            }
-        }
-        dir = d.parent();
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn passthrough_paths_must_live_in_root_only_directories() {
-        assert!(check_passthrough(Path::new("/run/dbus/system_bus_socket")).is_ok());
-        let e = check_passthrough(Path::new("/tmp/x.sock")).unwrap_err();
-        assert!(e.contains("/tmp"), "{e}");
-        assert!(check_passthrough(Path::new("rel.sock")).is_err());
     }
 }

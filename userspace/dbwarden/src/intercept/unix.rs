@@ -4,7 +4,7 @@
 //!
 //! Two modes (logged at start):
 //! - `redirect` (kernel 6.7+, `cgroup/connect_unix`): every stream connect of a controlled
-//!   socket to a named Unix socket, except exact pass-through paths, is rewritten to the
+//!   socket to a named Unix socket is rewritten to the
 //!   daemon's resolver listener, with the caller and the path it asked for recorded under the
 //!   inode of the agent's socket. The daemon resolves that path as the agent would and judges
 //!   the socket it reaches ([`crate::unix_resolve`]), so no spelling of a database socket path
@@ -21,7 +21,7 @@ use std::{
 
 use dbwarden_common::unix::{
     UnixConfig, UnixConn, UnixName, UnixPath, ALL_UNIX_MAPS, MAP_UNIX_CONFIG, MAP_UNIX_CONNS,
-    MAP_UNIX_DENY, MAP_UNIX_PASS, PROG_CONNECT_UNIX, PROG_GETPEERNAME_UNIX, PROG_UNIX_GUARD,
+    MAP_UNIX_DENY, PROG_CONNECT_UNIX, PROG_GETPEERNAME_UNIX, PROG_UNIX_GUARD,
 };
 use libbpf_rs::{MapCore, MapFlags};
 use tracing::{info, warn};
@@ -50,8 +50,6 @@ pub struct UnixSettings {
     pub mode: UnixMode,
     /// redirect mode: the daemon's resolver listener.
     pub resolver: PathBuf,
-    /// redirect mode: exact paths left alone (validated: in directories agents cannot write).
-    pub pass: Vec<PathBuf>,
     /// lsm mode: listener names refused (database sockets, the control socket).
     pub deny: Vec<PathBuf>,
     /// lsm mode: also refuse unlisted sockets named like database sockets.
@@ -399,8 +397,6 @@ impl UnixInterceptor {
             }
             Ok(())
         };
-        let pass: Vec<PathBuf> = s.pass.iter().flat_map(|p| spellings(p)).collect();
-        replace(MAP_UNIX_PASS, &pass)?;
         let deny: Vec<PathBuf> = s.deny.iter().flat_map(|p| spellings(p)).collect();
         replace(MAP_UNIX_DENY, &deny)?;
         let resolver = UnixName::new(s.resolver.as_os_str().as_encoded_bytes())

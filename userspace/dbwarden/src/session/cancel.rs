@@ -166,7 +166,7 @@ pub async fn forward_cancel(upstream: &Destination, key: &BackendKeyData) -> std
     }
     .encode(&mut buf)
     .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
-    let mut s = super::upstream::connect(upstream, None, std::time::Duration::from_secs(5)).await?;
+    let mut s = super::upstream::connect(upstream, std::time::Duration::from_secs(5)).await?;
     s.write_all(&buf).await?;
     s.shutdown().await?;
     Ok(())

@@ -5,6 +5,7 @@
 //! This is the seam where the statement pipeline plugs in: a protocol session decodes client
 //! messages, asks policy, and passes server messages through masking and recording.
 
+pub mod as_agent;
 pub mod cancel;
 pub mod pg;
 pub mod recording;
@@ -22,6 +23,7 @@ use tracing::{info, warn, Instrument};
 use self::{sniff::Looks, stream::Stream};
 
 use crate::{
+    destination::Destination,
     identity::{ConnIdentity, ProtocolName},
     pipeline::SessionInfo,
     server::Shared,
@@ -97,6 +99,13 @@ pub async fn run(
             Err(why) => {
                 crate::metrics::Metrics::inc(&m.connections_refused_total);
                 warn!(reason = %why, "connection refused");
+                info!(
+                    bytes_client_to_server = 0u64,
+                    bytes_server_to_client = 0u64,
+                    duration_ms = started.elapsed().as_millis() as u64,
+                    reason = %why,
+                    "session ended"
+                );
                 return;
             }
             Ok(Opened {
@@ -178,7 +187,7 @@ async fn open(
         async move {
             match ready {
                 Some(s) => Ok(s),
-                None => upstream::connect(dst, None, shared.settings.connect_timeout)
+                None => upstream::connect(dst, shared.settings.connect_timeout)
                     .await
                     .map_err(|e| format!("upstream {dst} connect failed: {e}")),
             }
@@ -189,7 +198,7 @@ async fn open(
     let dst = &ident.original_dst;
     let proto = match ident.protocol {
         ProtocolName::Postgres => {
-            sniff::read_until_decided(
+            if let Err(e) = sniff::read_until_decided(
                 &mut client,
                 &mut from_client,
                 sniff::client_is_postgres,
@@ -197,7 +206,23 @@ async fn open(
                 "client",
             )
             .await
-            .map_err(|e| format!("not PostgreSQL on a PostgreSQL destination: {e}"))?;
+            {
+                // The client gets PostgreSQL's own kind of answer (FATAL 08P01), as the server
+                // would give it for a malformed startup packet.
+                let mut b = BytesMut::new();
+                let msg = format!("dbwarden: malformed or non-PostgreSQL startup packet: {e}");
+                if dbwarden_wire_pg::ErrorResponse::protocol_violation(msg)
+                    .encode(&mut b)
+                    .is_ok()
+                {
+                    use tokio::io::AsyncWriteExt;
+                    let _ = client.write_all(&b).await;
+                    let _ = client.shutdown().await;
+                }
+                return Err(format!(
+                    "malformed or non-PostgreSQL first packet on a PostgreSQL destination: {e}"
+                ));
+            }
             let server = connect(dst).await?;
             server.set_nodelay();
             return Ok(Opened {
@@ -228,6 +253,17 @@ async fn open(
                 from_server,
             });
         }
+        // A Unix socket the resolver found to be no database: relayed as it is.
+        ProtocolName::Unknown if matches!(dst, Destination::Unix(_)) => {
+            let server = connect(dst).await?;
+            return Ok(Opened {
+                client,
+                server,
+                proto: ProtocolName::Unknown,
+                from_client,
+                from_server,
+            });
+        }
         ProtocolName::Unknown => ProtocolName::Unknown,
     };
     // A plain TCP port: whoever speaks first decides.
@@ -240,21 +276,28 @@ async fn open(
         }
     })
     .await;
+    // Nothing is relayed until the protocol is settled: a client that sends part of a packet
+    // and waits, or nobody speaking at all, must not turn into a raw relay to a server that
+    // might be PostgreSQL.
     let proto = match first {
         Ok(Ok((true, n))) if n > 0 => {
-            let r = sniff::read_until_decided(
+            match sniff::read_until_decided(
                 &mut client,
                 &mut from_client,
                 sniff::client_is_postgres,
                 FIRST_PACKET_TIMEOUT,
                 "client",
             )
-            .await;
-            if r.is_ok() {
-                info!("PostgreSQL client on a plain TCP port: handled as a PostgreSQL session");
-                ProtocolName::Postgres
-            } else {
-                proto
+            .await
+            {
+                Ok(()) => {
+                    info!("PostgreSQL client on a plain TCP port: handled as a PostgreSQL session");
+                    ProtocolName::Postgres
+                }
+                Err(sniff::Undecided::Not(_)) => proto,
+                Err(e @ sniff::Undecided::Incomplete(_)) => {
+                    return Err(format!("protocol not settled on a plain TCP port: {e}"))
+                }
             }
         }
         Ok(Ok((false, n))) if n > 0 => {
@@ -265,9 +308,14 @@ async fn open(
                 proto
             }
         }
-        Ok(Ok(_)) => proto,
+        Ok(Ok(_)) => return Err("a peer closed before anything was said".into()),
         Ok(Err(e)) => return Err(format!("first read: {e}")),
-        Err(_) => proto,
+        Err(_) => {
+            return Err(format!(
+                "nobody spoke within {}s on a plain TCP port",
+                FIRST_PACKET_TIMEOUT.as_secs()
+            ))
+        }
     };
     Ok(Opened {
         client,

@@ -37,6 +37,16 @@ pub fn client_is_postgres(b: &[u8]) -> Looks {
         return Looks::Yes;
     }
     if b.len() < 8 {
+        // Decide early when the length prefix already rules PostgreSQL out (a short first
+        // message of another protocol must not wait for bytes that never come).
+        let n = b.len().min(4);
+        let mut lo = [0u8; 4];
+        let mut hi = [0xffu8; 4];
+        lo[..n].copy_from_slice(&b[..n]);
+        hi[..n].copy_from_slice(&b[..n]);
+        if u32::from_be_bytes(lo) > PG_MAX_STARTUP || u32::from_be_bytes(hi) < 8 {
+            return Looks::No("the client's first bytes are not a PostgreSQL length prefix");
+        }
         return Looks::NeedMore;
     }
     let len = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
@@ -68,44 +78,66 @@ pub fn server_is_mysql(b: &[u8]) -> Looks {
     }
 }
 
+/// Why the first bytes did not settle the protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Undecided {
+    /// They are definitely not the protocol asked about.
+    Not(String),
+    /// The peer closed, a read failed, it sent too much, or the time ran out before a first
+    /// packet was complete: nothing may be relayed on such a connection.
+    Incomplete(String),
+}
+
+impl std::fmt::Display for Undecided {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Undecided::Not(w) | Undecided::Incomplete(w) => f.write_str(w),
+        }
+    }
+}
+
 /// Reads from `r` into `buf` until `check` decides or `timeout` passes.
 ///
 /// # Errors
-/// A reason, for the log: the peer closed, a read failed, it timed out, or `check` said no.
+/// [`Undecided`], with a reason for the log.
 pub async fn read_until_decided<R: AsyncRead + Unpin>(
     r: &mut R,
     buf: &mut BytesMut,
     check: fn(&[u8]) -> Looks,
     timeout: Duration,
     who: &str,
-) -> Result<(), String> {
+) -> Result<(), Undecided> {
     let fut = async {
         loop {
             match check(buf) {
                 Looks::Yes => return Ok(()),
-                Looks::No(why) => return Err(why.to_string()),
+                Looks::No(why) => return Err(Undecided::Not(why.to_string())),
                 Looks::NeedMore => {}
             }
             if buf.len() >= 64 * 1024 {
-                return Err(format!(
+                return Err(Undecided::Incomplete(format!(
                     "{who} sent 64 KiB without a recognisable first packet"
-                ));
+                )));
             }
             buf.reserve(4096);
             match r.read_buf(buf).await {
-                Ok(0) => return Err(format!("{who} closed before its first packet was complete")),
+                Ok(0) => {
+                    return Err(Undecided::Incomplete(format!(
+                        "{who} closed before its first packet was complete"
+                    )))
+                }
                 Ok(_) => {}
-                Err(e) => return Err(format!("{who} read: {e}")),
+                Err(e) => return Err(Undecided::Incomplete(format!("{who} read: {e}"))),
             }
         }
     };
     tokio::time::timeout(timeout, fut)
         .await
         .unwrap_or_else(|_| {
-            Err(format!(
+            Err(Undecided::Incomplete(format!(
                 "{who} sent no complete first packet within {}s",
                 timeout.as_secs()
-            ))
+            )))
         })
 }
 
@@ -167,6 +199,16 @@ mod tests {
     }
 
     #[test]
+    fn short_first_messages_of_other_protocols_are_decided_at_once() {
+        for b in [&b"PING\r\n"[..], b"G", b"\x01\x00", b"\x00\x01\x00"] {
+            assert!(matches!(client_is_postgres(b), Looks::No(_)), "{b:?}");
+        }
+        for b in [&b"\x00"[..], b"\x00\x00", b"\x00\x00\x00", b"\x00\x00\x27"] {
+            assert_eq!(client_is_postgres(b), Looks::NeedMore, "{b:?}");
+        }
+    }
+
+    #[test]
     fn mysql_greetings() {
         // MariaDB 10.11 handshake v10, first bytes.
         let mut g = vec![0x5b, 0, 0, 0, 10];
@@ -222,6 +264,9 @@ mod tests {
         )
         .await
         .unwrap_err();
-        assert!(e.contains("within"), "{e}");
+        assert!(
+            matches!(&e, Undecided::Incomplete(w) if w.contains("within")),
+            "{e}"
+        );
     }
 }
