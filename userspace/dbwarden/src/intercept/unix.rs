@@ -154,6 +154,17 @@ pub fn spellings(p: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// A cgroup's link directory, created.
+fn link_dir(bpffs_dir: &Path, cg: &Cgroup) -> Result<PathBuf, UnixError> {
+    let dir = super::loader::link_dir(bpffs_dir, cg);
+    std::fs::create_dir_all(&dir).map_err(|source| UnixError::Io {
+        op: "create",
+        path: dir.clone(),
+        source,
+    })?;
+    Ok(dir)
+}
+
 /// Whether the BPF LSM is in the kernel's active list. Without it an LSM program loads and
 /// attaches but never runs, so this must be checked, not inferred from a successful attach.
 /// securityfs is mounted if it is not yet.
@@ -266,18 +277,31 @@ impl UnixInterceptor {
         }
     }
 
-    fn attach(&self, bpffs_dir: &Path, cg: &Cgroup) -> Result<(), UnixError> {
-        let dir = super::loader::link_dir(bpffs_dir, cg);
-        std::fs::create_dir_all(&dir).map_err(|source| UnixError::Io {
-            op: "create",
-            path: dir.clone(),
-            source,
-        })?;
+    /// Attaches program `name` to `cg` and pins the link at `pin`.
+    fn attach_and_pin(&self, name: &str, cg: &Cgroup, pin: &Path) -> Result<(), UnixError> {
         let cg_file = std::fs::File::open(&cg.path).map_err(|source| UnixError::Io {
             op: "open cgroup",
             path: cg.path.clone(),
             source,
         })?;
+        let prog = self
+            .obj
+            .progs_mut()
+            .find(|p| p.name() == name)
+            .ok_or_else(|| UnixError::Io {
+                op: "find program",
+                path: PathBuf::from(name),
+                source: std::io::ErrorKind::NotFound.into(),
+            })?;
+        let mut link = prog
+            .attach_cgroup(cg_file.as_raw_fd())
+            .map_err(bpf(format!("attaching {name} to cgroup {}", cg.name)))?;
+        link.pin(pin)
+            .map_err(bpf(format!("pinning {}", pin.display())))
+    }
+
+    fn attach(&self, bpffs_dir: &Path, cg: &Cgroup) -> Result<(), UnixError> {
+        let dir = link_dir(bpffs_dir, cg)?;
         let version = object_version();
         for name in self.wanted() {
             // Pins carry the object's version: a previous daemon's links of the same build are
@@ -285,20 +309,7 @@ impl UnixInterceptor {
             // first, so the cgroup is never without the program.
             let pin = dir.join(format!("{name}_v{version}"));
             if !pin.exists() {
-                let prog = self
-                    .obj
-                    .progs_mut()
-                    .find(|p| p.name() == *name)
-                    .ok_or_else(|| UnixError::Io {
-                        op: "find program",
-                        path: PathBuf::from(name),
-                        source: std::io::ErrorKind::NotFound.into(),
-                    })?;
-                let mut link = prog
-                    .attach_cgroup(cg_file.as_raw_fd())
-                    .map_err(bpf(format!("attaching {name} to cgroup {}", cg.name)))?;
-                link.pin(&pin)
-                    .map_err(bpf(format!("pinning {}", pin.display())))?;
+                self.attach_and_pin(name, cg, &pin)?;
             }
         }
         // Links of other builds, or of the other mode, go once ours are in place.
@@ -344,36 +355,9 @@ impl UnixInterceptor {
             name: "daemon".into(),
             path,
         };
-        let dir = super::loader::link_dir(bpffs_dir, &cg);
-        let pin = dir.join(PROG_GETPEERNAME_UNIX);
+        let pin = link_dir(bpffs_dir, &cg)?.join(PROG_GETPEERNAME_UNIX);
         let _ = std::fs::remove_file(&pin);
-        std::fs::create_dir_all(&dir).map_err(|source| UnixError::Io {
-            op: "create",
-            path: dir.clone(),
-            source,
-        })?;
-        let cg_file = std::fs::File::open(&cg.path).map_err(|source| UnixError::Io {
-            op: "open cgroup",
-            path: cg.path.clone(),
-            source,
-        })?;
-        let prog = self
-            .obj
-            .progs_mut()
-            .find(|p| p.name() == PROG_GETPEERNAME_UNIX)
-            .ok_or_else(|| UnixError::Io {
-                op: "find program",
-                path: PathBuf::from(PROG_GETPEERNAME_UNIX),
-                source: std::io::ErrorKind::NotFound.into(),
-            })?;
-        let mut link = prog
-            .attach_cgroup(cg_file.as_raw_fd())
-            .map_err(bpf(format!(
-                "attaching {PROG_GETPEERNAME_UNIX} to the daemon's cgroup"
-            )))?;
-        link.pin(&pin)
-            .map_err(bpf(format!("pinning {}", pin.display())))?;
-        Ok(())
+        self.attach_and_pin(PROG_GETPEERNAME_UNIX, &cg, &pin)
     }
 
     fn map(&self, name: &str) -> libbpf_rs::Map<'_> {
