@@ -23,13 +23,15 @@
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    AlterTableOperation, CopySource, CopyTarget, Expr, FromTable, LimitClause, ObjectName,
-    ObjectNamePart, Query, Select, SelectItem, Set, SetExpr, Statement, TableFactor, TableObject,
-    Value, Visit, Visitor,
+    AlterRoleOperation, AlterTableOperation, CopySource, CopyTarget, CreateFunctionBody, Expr,
+    FromTable, FunctionArg, FunctionArgExpr, FunctionArguments, LimitClause, ObjectName,
+    ObjectNamePart, ObjectType, Query, Reset, RoleOption, Select, SelectItem, Set, SetExpr,
+    Statement, TableFactor, TableObject, Value, Visit, Visitor,
 };
 use sqlparser::dialect::{MySqlDialect, PostgreSqlDialect};
 use sqlparser::parser::Parser;
 
+use crate::fold;
 use crate::kind::{Kind, KindSet};
 use crate::lexer::{self, LexIssue, TokKind};
 use crate::Dialect;
@@ -66,8 +68,29 @@ pub struct StatementFacts {
     /// plain integer (`LIMIT 10`). `None` with `no_limit == false` means the
     /// statement returns no query rows (not a query).
     pub limit: Option<u64>,
+    /// Every table read by a query whose rows reach the client, with the
+    /// row bound that holds **where it is read** (`None`: unbounded). An
+    /// outer `LIMIT` bounds the queries its rows pass through (set
+    /// operations, parenthesized bodies), not subqueries, `ARRAY(..)`,
+    /// CTE bodies or derived tables; a per-row subquery (`LATERAL`, scalar,
+    /// `ARRAY`) is bounded by its own limit times the enclosing bound.
+    pub reads: Vec<(Name, Option<u64>)>,
     /// Why the statement could not be analysed (contains no SQL text).
     pub parse_error: Option<String>,
+}
+
+/// Functions whose argument is a query string the server runs, beyond the
+/// built-in list (`[policy] sql_functions`): lower-cased name parts and the
+/// 0-based argument position.
+pub(crate) type SqlFunctions = [(Vec<String>, usize)];
+
+/// Nesting limit for SQL found inside strings and function bodies.
+const MAX_DEPTH: usize = 8;
+
+#[derive(Clone, Copy)]
+struct Ctx<'a> {
+    depth: usize,
+    extra: &'a SqlFunctions,
 }
 
 /// The analysis of a whole query string.
@@ -112,6 +135,34 @@ fn parse_error_reason(msg: &str, dialect: Dialect) -> String {
 /// [`StatementFacts::parse_error`] set.
 #[must_use]
 pub fn analyze(sql: &str, dialect: Dialect) -> Analysis {
+    analyze_with(sql, dialect, &[])
+}
+
+/// [`analyze`] with extra query-string functions (`[policy] sql_functions`).
+#[must_use]
+pub(crate) fn analyze_with(sql: &str, dialect: Dialect, extra: &SqlFunctions) -> Analysis {
+    analyze_ctx(sql, dialect, Ctx { depth: 0, extra })
+}
+
+fn analyze_ctx(sql: &str, dialect: Dialect, cx: Ctx<'_>) -> Analysis {
+    if cx.depth > MAX_DEPTH {
+        return Analysis {
+            statements: vec![error_facts("SQL nested too deeply in strings".to_owned())],
+            cacheable: false,
+        };
+    }
+    if dialect == Dialect::Postgres && sql.contains('\\') && !lexer::scs_independent(sql) {
+        // The server's reading depends on standard_conforming_strings, which the agent
+        // controls (SET, startup options, role defaults) and which may change in a pipeline
+        // before dbwarden sees the server report it: judged one way, run another. Refused.
+        return Analysis {
+            statements: vec![error_facts(
+                "a backslash in a '...' string makes this statement read differently with standard_conforming_strings off; use E'...' or $$...$$ strings"
+                    .to_owned(),
+            )],
+            cacheable: false,
+        };
+    }
     if dialect == Dialect::MySql
         && sql.contains("/*M!")
         && lexer::tokens(sql, dialect).1 == Some(LexIssue::MariaDbExecComment)
@@ -129,7 +180,7 @@ pub fn analyze(sql: &str, dialect: Dialect) -> Analysis {
             let statements = stmts
                 .iter()
                 .map(|s| {
-                    let (f, c) = facts_of(s, dialect);
+                    let (f, c) = facts_of(s, dialect, cx);
                     cacheable &= c;
                     f
                 })
@@ -154,10 +205,10 @@ pub fn analyze(sql: &str, dialect: Dialect) -> Analysis {
                 match parse(piece, dialect) {
                     Ok(stmts) => {
                         for s in &stmts {
-                            statements.push(facts_of(s, dialect).0);
+                            statements.push(facts_of(s, dialect, cx).0);
                         }
                     }
-                    Err(e) => statements.push(fallback(piece, dialect, e)),
+                    Err(e) => statements.push(fallback(piece, dialect, e, cx)),
                 }
             }
             Analysis {
@@ -184,13 +235,18 @@ fn only(kinds: &[Kind]) -> StatementFacts {
 }
 
 /// Keyword-based recognition of statements `sqlparser` cannot parse.
-fn fallback(piece: &str, dialect: Dialect, err: String) -> StatementFacts {
+fn fallback(piece: &str, dialect: Dialect, err: String, cx: Ctx<'_>) -> StatementFacts {
     let words = lexer::leading_words(piece, dialect, 4);
     let w = |i: usize| words.get(i).map_or("", String::as_str);
     match (w(0), w(1)) {
         ("DO", _) => return only(&[Kind::Do]),
         ("ALTER", "SYSTEM") => return only(&[Kind::AlterSystem, Kind::Alter]),
         _ => {}
+    }
+    if dialect == Dialect::Postgres {
+        if let Some(f) = pg_fallback(piece) {
+            return f;
+        }
     }
     if dialect == Dialect::MySql {
         if w(0) == "LOAD" && w(1) == "DATA" {
@@ -207,7 +263,7 @@ fn fallback(piece: &str, dialect: Dialect, err: String) -> StatementFacts {
             return f;
         }
         if w(0) == "PREPARE" {
-            return mysql_prepare(piece, err);
+            return mysql_prepare(piece, err, cx);
         }
         if w(0) == "SELECT" || w(0) == "WITH" || piece.trim_start().starts_with('(') {
             if let Some(f) = mysql_outfile(piece) {
@@ -261,14 +317,21 @@ fn mysql_load_target(piece: &str) -> Option<Name> {
 
 /// MySQL `PREPARE s FROM 'sql'` (the inner statement is analysed and judged)
 /// or `PREPARE s FROM @var` (opaque).
-fn mysql_prepare(piece: &str, err: String) -> StatementFacts {
+fn mysql_prepare(piece: &str, err: String, cx: Ctx<'_>) -> StatementFacts {
     let toks = sig_tokens(piece);
     let texts: Vec<&str> = toks.iter().map(|t| &piece[t.start..t.end]).collect();
     if toks.len() == 4 && texts[2].eq_ignore_ascii_case("FROM") {
         let src = toks[3];
         if src.kind == TokKind::EscStr {
             if let Some(inner) = lexer::mysql_unescape(texts[3]) {
-                let inner_analysis = analyze(&inner, Dialect::MySql);
+                let inner_analysis = analyze_ctx(
+                    &inner,
+                    Dialect::MySql,
+                    Ctx {
+                        depth: cx.depth + 1,
+                        ..cx
+                    },
+                );
                 let mut f = only(&[Kind::Prepare]);
                 if inner_analysis.statements.len() != 1 {
                     return error_facts(
@@ -310,10 +373,122 @@ fn mysql_outfile(piece: &str) -> Option<StatementFacts> {
     if stmts.len() != 1 {
         return None;
     }
-    let (inner, _) = facts_of(&stmts[0], Dialect::MySql);
+    let (inner, _) = facts_of(
+        &stmts[0],
+        Dialect::MySql,
+        Ctx {
+            depth: 0,
+            extra: &[],
+        },
+    );
     let mut f = only(&[Kind::SelectIntoOutfile]);
     merge(&mut f, &inner);
     Some(f)
+}
+
+/// Significant words of a PostgreSQL piece: unquoted words upper-cased,
+/// quoted identifiers upper-cased too (GUC and keyword comparisons are
+/// case-insensitive), other tokens as `""`.
+fn pg_words(piece: &str) -> Vec<String> {
+    lexer::tokens(piece, Dialect::Postgres)
+        .0
+        .into_iter()
+        .filter(|t| !matches!(t.kind, TokKind::Space | TokKind::Comment))
+        .map(|t| {
+            let s = &piece[t.start..t.end];
+            match t.kind {
+                TokKind::Word => s.to_ascii_uppercase(),
+                TokKind::QuotedIdent if s.len() >= 2 => {
+                    s[1..s.len() - 1].replace("\"\"", "\"").to_ascii_uppercase()
+                }
+                _ => String::new(),
+            }
+        })
+        .collect()
+}
+
+/// Role options that only set credentials.
+fn credential_word(w: &str) -> bool {
+    matches!(
+        w,
+        "PASSWORD" | "ENCRYPTED" | "VALID" | "UNTIL" | "WITH" | "NULL" | "LOGIN" | ""
+    )
+}
+
+/// PostgreSQL statements `sqlparser` cannot parse but whose meaning the
+/// policy must see: `SET role TO x`, `SET LOCAL SESSION AUTHORIZATION ..`,
+/// `CREATE USER x WITH PASSWORD ..`, `CREATE EVENT TRIGGER`, function and
+/// procedure definitions whose body is not visible.
+fn pg_fallback(piece: &str) -> Option<StatementFacts> {
+    let w = pg_words(piece);
+    let at = |i: usize| w.get(i).map_or("", String::as_str);
+    match at(0) {
+        "SET" => {
+            let mut i = 1;
+            while matches!(at(i), "LOCAL" | "SESSION")
+                && !(at(i) == "SESSION" && at(i + 1) == "AUTHORIZATION")
+            {
+                i += 1;
+            }
+            let setting = match (at(i), at(i + 1)) {
+                ("ROLE", _) => "role",
+                ("SESSION_AUTHORIZATION", _) | ("SESSION", "AUTHORIZATION") => {
+                    "session_authorization"
+                }
+                _ => return None,
+            };
+            let mut f = only(&[Kind::Set, Kind::SetRole]);
+            f.settings.push(setting.to_owned());
+            Some(f)
+        }
+        "RESET" if matches!(at(1), "ROLE" | "SESSION_AUTHORIZATION" | "SESSION") => {
+            let mut f = only(&[Kind::Reset, Kind::SetRole]);
+            f.settings.push("role".to_owned());
+            Some(f)
+        }
+        "CREATE" | "ALTER" => {
+            let mut i = 1;
+            while matches!(
+                at(i),
+                "OR" | "REPLACE"
+                    | "CONSTRAINT"
+                    | "EVENT"
+                    | "TEMP"
+                    | "TEMPORARY"
+                    | "TRUSTED"
+                    | "PROCEDURAL"
+            ) {
+                i += 1;
+            }
+            let create = at(0) == "CREATE";
+            match at(i) {
+                "USER" | "ROLE" | "GROUP" => {
+                    let mut f = if create {
+                        only(&[Kind::CreateRole, Kind::Create])
+                    } else {
+                        only(&[Kind::AlterRole, Kind::Alter])
+                    };
+                    let opts = &w[(i + 2).min(w.len())..];
+                    let has_pw = opts.iter().any(|x| x == "PASSWORD");
+                    if !has_pw || !opts.iter().all(|x| credential_word(x)) || at(i) == "GROUP" {
+                        f.kinds.insert(Kind::RolePrivilege);
+                    }
+                    Some(f)
+                }
+                "TRIGGER" | "RULE" if create => Some(only(&[Kind::CreateTrigger, Kind::Create])),
+                "FUNCTION" | "PROCEDURE" if create => {
+                    // The body is not visible to dbwarden: opaque code.
+                    Some(only(&[
+                        Kind::CreateFunction,
+                        Kind::Create,
+                        Kind::DynamicSql,
+                    ]))
+                }
+                _ => None,
+            }
+        }
+        _ => None,
+    }
 }
 
 fn merge(into: &mut StatementFacts, from: &StatementFacts) {
@@ -326,6 +501,7 @@ fn merge(into: &mut StatementFacts, from: &StatementFacts) {
     into.columns.extend(from.columns.iter().cloned());
     into.functions.extend(from.functions.iter().cloned());
     into.settings.extend(from.settings.iter().cloned());
+    into.reads.extend(from.reads.iter().cloned());
     into.wildcard |= from.wildcard;
     into.where_less |= from.where_less;
     into.no_limit |= from.no_limit;
@@ -398,7 +574,32 @@ fn query_limit(q: &Query) -> Option<u64> {
     [limit, fetch, top].into_iter().flatten().min()
 }
 
-struct Collector {
+/// How a query's rows relate to the query it is nested in.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum QRole {
+    /// Body or set-operation branch: the enclosing LIMIT bounds it too.
+    PassThrough,
+    /// Evaluated once (CTE body, plain derived table): its own limit only.
+    Once,
+}
+
+/// Row bound of a read nested per row: own bound times the outer bound.
+fn times(own: Option<u64>, outer: Option<u64>) -> Option<u64> {
+    match (own, outer) {
+        (Some(a), Some(b)) => Some(a.saturating_mul(b)),
+        _ => None,
+    }
+}
+
+struct Collector<'a> {
+    cx: Ctx<'a>,
+    dialect: Dialect,
+    /// Row bound of each enclosing query (innermost last).
+    qstack: Vec<Option<u64>>,
+    /// Roles of queries not yet visited, by address.
+    qroles: Vec<(usize, QRole)>,
+    /// For each enclosing statement: its query rows reach the client.
+    out_stack: Vec<bool>,
     f: StatementFacts,
     /// Addresses of `TableFactor`s that are write targets (not reads).
     write_factors: Vec<usize>,
@@ -409,7 +610,7 @@ struct Collector {
     mysql: bool,
 }
 
-impl Collector {
+impl Collector<'_> {
     fn kind(&mut self, k: Kind) {
         self.f.kinds.insert(k);
         if self.stack.len() == 1 && self.f.primary.is_none() {
@@ -433,7 +634,331 @@ impl Collector {
     fn setting(&mut self, n: &ObjectName) {
         let name = norm_name(n);
         if let Some(last) = name.last() {
-            self.f.settings.push(last.clone());
+            // GUC names are case-insensitive, quoted or not.
+            let last = last.to_lowercase();
+            if name.len() == 1 && matches!(last.as_str(), "role" | "session_authorization") {
+                self.kind(Kind::SetRole);
+            }
+            self.f.settings.push(last);
+        }
+    }
+
+    /// A `WHERE` that provably keeps every row counts as none.
+    fn where_less(&mut self, sel: Option<&Expr>) -> bool {
+        match sel {
+            None => true,
+            Some(e) => {
+                let mut lit = false;
+                let t = fold::always_true(e, &mut lit);
+                if lit {
+                    self.cacheable = false;
+                }
+                t
+            }
+        }
+    }
+
+    fn current_bound(&self) -> Option<u64> {
+        self.qstack.last().copied().flatten()
+    }
+
+    fn record_read(&mut self, name: Name, bound: Option<u64>) {
+        if self.out_stack.last().copied().unwrap_or(false) {
+            self.f.reads.push((name, bound));
+        }
+    }
+
+    fn opaque(&mut self) {
+        self.kind(Kind::DynamicSql);
+    }
+
+    /// SQL text the server will run (a query-string argument, a function
+    /// body): judged as nested statements of this one.
+    fn nested_sql(&mut self, text: &str, per_row: bool) {
+        self.cacheable = false;
+        let a = analyze_ctx(
+            text,
+            self.dialect,
+            Ctx {
+                depth: self.cx.depth + 1,
+                ..self.cx
+            },
+        );
+        let outer = if per_row {
+            self.current_bound()
+        } else {
+            Some(1)
+        };
+        for st in &a.statements {
+            if st.parse_error.is_some() {
+                self.opaque();
+                continue;
+            }
+            let mut st = st.clone();
+            // The nested query's rows reach the client through this one.
+            for r in &mut st.reads {
+                r.1 = times(r.1, outer);
+            }
+            if !self.out_stack.last().copied().unwrap_or(false) {
+                st.reads.clear();
+            }
+            let reads = std::mem::take(&mut st.reads);
+            let (limit, no_limit) = (self.f.limit, self.f.no_limit);
+            merge(&mut self.f, &st);
+            self.f.limit = limit;
+            self.f.no_limit = no_limit;
+            self.f.reads.extend(reads);
+        }
+    }
+
+    fn sql_arg(&mut self, arg: Option<&Expr>, per_row: bool) {
+        let Some(e) = arg else {
+            self.opaque();
+            return;
+        };
+        let mut lit = false;
+        match fold::const_string(e, &mut lit) {
+            Some(text) => self.nested_sql(&text, per_row),
+            None => self.opaque(),
+        }
+        if lit {
+            self.cacheable = false;
+        }
+    }
+
+    /// Functions with meaning beyond their name: `set_config` (a `SET`),
+    /// and functions that execute a query string.
+    fn function_call(&mut self, f: &sqlparser::ast::Function) {
+        match &f.args {
+            FunctionArguments::List(l) => self.function_call_args(&f.name, &l.args),
+            _ => self.function_call_args(&f.name, &[]),
+        }
+    }
+
+    fn function_call_args(&mut self, fname: &ObjectName, fargs: &[FunctionArg]) {
+        let name: Vec<String> = norm_name(fname).iter().map(|p| p.to_lowercase()).collect();
+        let Some(last) = name.last().map(String::as_str) else {
+            return;
+        };
+        let args: Vec<&Expr> = {
+            fargs
+                .iter()
+                .filter_map(|a| match a {
+                    FunctionArg::Unnamed(FunctionArgExpr::Expr(x))
+                    | FunctionArg::Named {
+                        arg: FunctionArgExpr::Expr(x),
+                        ..
+                    }
+                    | FunctionArg::ExprNamed {
+                        arg: FunctionArgExpr::Expr(x),
+                        ..
+                    } => Some(x),
+                    _ => None,
+                })
+                .collect()
+        };
+        let is_bool = |e: &Expr| {
+            let mut l = false;
+            matches!(fold::eval(e, &mut l), fold::Val::Bool(_))
+        };
+        match last {
+            "set_config" => {
+                self.kind(Kind::Set);
+                let named = fargs.iter().find_map(|a| match a {
+                    FunctionArg::Named {
+                        name,
+                        arg: FunctionArgExpr::Expr(x),
+                        ..
+                    } if name.value.eq_ignore_ascii_case("setting_name") => Some(x),
+                    _ => None,
+                });
+                let has_named = fargs.iter().any(|a| !matches!(a, FunctionArg::Unnamed(_)));
+                let target = if has_named {
+                    named
+                } else {
+                    args.first().copied()
+                };
+                let mut lit = false;
+                let guc = target.and_then(|e| fold::const_string(e, &mut lit));
+                self.cacheable = false;
+                match guc {
+                    // PostgreSQL compares GUC names ASCII case-insensitively
+                    // and exactly (no trimming).
+                    Some(g) => {
+                        let g = g.to_ascii_lowercase();
+                        if g == "role" || g == "session_authorization" {
+                            self.kind(Kind::SetRole);
+                        }
+                        self.f.settings.push(g);
+                    }
+                    None => {
+                        // Name not visible: it may be the role.
+                        self.kind(Kind::SetRole);
+                        self.f.settings.push("role".to_owned());
+                    }
+                }
+            }
+            "query_to_xml" | "query_to_xmlschema" | "query_to_xml_and_xmlschema" | "ts_stat" => {
+                self.sql_arg(args.first().copied(), true);
+            }
+            "dblink" | "dblink_exec" => {
+                let i = match args.len() {
+                    0 | 1 => 0,
+                    2 if is_bool(args[1]) => 0,
+                    _ => 1,
+                };
+                self.sql_arg(args.get(i).copied(), true);
+            }
+            "dblink_open" => {
+                let i = match args.len() {
+                    0..=2 => 1,
+                    3 if is_bool(args[2]) => 1,
+                    _ => 2,
+                };
+                self.sql_arg(args.get(i).copied(), true);
+            }
+            "dblink_send_query" => self.sql_arg(args.get(1).copied(), true),
+            "table_to_xml" | "table_to_xmlschema" | "table_to_xml_and_xmlschema" => {
+                let mut lit = false;
+                match args.first().and_then(|e| fold::const_string(e, &mut lit)) {
+                    Some(t) => {
+                        let t = format!("SELECT * FROM {t}");
+                        self.nested_sql(&t, true);
+                    }
+                    None => self.opaque(),
+                }
+                self.cacheable = false;
+            }
+            "schema_to_xml"
+            | "schema_to_xmlschema"
+            | "schema_to_xml_and_xmlschema"
+            | "database_to_xml"
+            | "database_to_xmlschema"
+            | "database_to_xml_and_xmlschema" => self.opaque(),
+            _ => {
+                let hit = self.cx.extra.iter().find(|(pat, _)| {
+                    pat.len() <= name.len()
+                        && pat.iter().rev().zip(name.iter().rev()).all(|(p, n)| p == n)
+                });
+                if let Some((_, i)) = hit {
+                    let i = *i;
+                    self.sql_arg(args.get(i).copied(), true);
+                }
+            }
+        }
+    }
+
+    /// `CREATE FUNCTION/PROCEDURE` body: `LANGUAGE sql` bodies are judged as
+    /// nested statements; `plpgsql` bodies contribute the statements that
+    /// can be extracted (`EXECUTE 'literal'` is nested, `EXECUTE expr` is
+    /// opaque); other languages are opaque.
+    fn function_body(&mut self, language: Option<&str>, body: Option<&CreateFunctionBody>) {
+        let text = match body {
+            Some(
+                CreateFunctionBody::AsBeforeOptions { body: e, .. }
+                | CreateFunctionBody::AsAfterOptions(e),
+            ) => {
+                let mut lit = false;
+                fold::const_string(e, &mut lit)
+            }
+            // RETURN expr / BEGIN ATOMIC: visited as part of the AST.
+            Some(_) => return,
+            None => None,
+        };
+        let lang = language.unwrap_or("sql");
+        let Some(text) = text else {
+            if body.is_some() {
+                self.opaque();
+            }
+            return;
+        };
+        match lang {
+            "sql" => self.nested_sql(&text, false),
+            "plpgsql" => self.plpgsql(&text),
+            _ => self.opaque(),
+        }
+    }
+
+    fn plpgsql(&mut self, body: &str) {
+        let (pieces, _) = lexer::split(body, Dialect::Postgres);
+        for piece in pieces {
+            let toks: Vec<lexer::Tok> = lexer::tokens(piece, Dialect::Postgres)
+                .0
+                .into_iter()
+                .filter(|t| !matches!(t.kind, TokKind::Space | TokKind::Comment))
+                .collect();
+            let word = |t: &lexer::Tok| {
+                if t.kind == TokKind::Word {
+                    piece[t.start..t.end].to_ascii_uppercase()
+                } else {
+                    String::new()
+                }
+            };
+            // EXECUTE anywhere in the piece (also RETURN QUERY EXECUTE, FOR ..
+            // IN EXECUTE).
+            if let Some(i) = toks.iter().position(|t| word(t) == "EXECUTE") {
+                let start = toks.get(i + 1).map_or(piece.len(), |t| t.start);
+                let end = toks[i + 1..]
+                    .iter()
+                    .find(|t| matches!(word(t).as_str(), "INTO" | "USING" | "LOOP"))
+                    .map_or(piece.len(), |t| t.start);
+                let expr_text = &piece[start..end.max(start)];
+                let parsed =
+                    Parser::parse_sql(&PostgreSqlDialect {}, &format!("SELECT {expr_text}"));
+                let expr = match parsed.as_deref() {
+                    Ok([Statement::Query(q)]) => match q.body.as_ref() {
+                        SetExpr::Select(sel) if sel.projection.len() == 1 => {
+                            match &sel.projection[0] {
+                                SelectItem::UnnamedExpr(e) => Some(e.clone()),
+                                _ => None,
+                            }
+                        }
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                match expr {
+                    Some(e) => self.sql_arg(Some(&e), false),
+                    None => self.opaque(),
+                }
+                continue;
+            }
+            // The SQL statement after block keywords.
+            let mut i = 0;
+            while i < toks.len() {
+                let w = word(&toks[i]);
+                if matches!(w.as_str(), "BEGIN" | "THEN" | "ELSE" | "LOOP" | "DECLARE") {
+                    i += 1;
+                    continue;
+                }
+                if w == "RETURN" && toks.get(i + 1).is_some_and(|t| word(t) == "QUERY") {
+                    i += 2;
+                    continue;
+                }
+                if let Some(j) = toks[i..]
+                    .iter()
+                    .rposition(|t| matches!(word(t).as_str(), "THEN" | "LOOP" | "ELSE"))
+                {
+                    if j > 0 {
+                        i += j;
+                        continue;
+                    }
+                }
+                break;
+            }
+            let Some(first) = toks.get(i) else { continue };
+            let w = word(first);
+            let sql = &piece[first.start..];
+            match w.as_str() {
+                "PERFORM" => self.nested_sql(&format!("SELECT {}", &sql[7..]), false),
+                "SELECT" | "WITH" | "INSERT" | "UPDATE" | "DELETE" | "MERGE" | "TRUNCATE"
+                | "DROP" | "ALTER" | "CREATE" | "GRANT" | "REVOKE" | "COPY" | "SET" | "RESET"
+                | "CALL" | "DO" | "LOCK" | "COMMENT" | "REFRESH" | "VACUUM" | "DISCARD"
+                | "NOTIFY" | "LISTEN" | "SECURITY" | "IMPORT" | "REASSIGN" => {
+                    self.nested_sql(sql, false);
+                }
+                _ => {}
+            }
         }
     }
 
@@ -456,7 +981,7 @@ impl Collector {
             Statement::Update(u) => {
                 self.kind(Kind::Update);
                 self.write_factor(&u.table.relation);
-                if u.selection.is_none() {
+                if self.where_less(u.selection.as_ref()) {
                     self.f.where_less = true;
                 }
             }
@@ -474,7 +999,7 @@ impl Collector {
                         self.written(n);
                     }
                 }
-                if d.selection.is_none() {
+                if self.where_less(d.selection.as_ref()) {
                     self.f.where_less = true;
                 }
             }
@@ -500,15 +1025,39 @@ impl Collector {
                 // `LANGUAGE 'c'` may be a string literal: do not share this
                 // analysis with other literal values.
                 self.cacheable = false;
+                let lang = self.f.language.clone();
+                self.function_body(lang.as_deref(), cf.function_body.as_ref());
             }
             Statement::CreateProcedure { language, .. } => {
                 self.kinds(&[Kind::CreateFunction, Kind::Create]);
                 self.f.language = language.as_ref().map(|l| l.value.to_lowercase());
                 self.cacheable = false;
+                if !matches!(self.f.language.as_deref(), None | Some("sql")) {
+                    self.opaque();
+                }
             }
             Statement::CreateExtension(_) => self.kinds(&[Kind::CreateExtension, Kind::Create]),
-            Statement::CreateRole(_) | Statement::CreateUser(_) => {
+            Statement::CreateRole(r) => {
                 self.kinds(&[Kind::CreateRole, Kind::Create]);
+                let no = |b: Option<bool>| b != Some(true);
+                let credential_only = r.password.is_some()
+                    && no(r.superuser)
+                    && no(r.create_db)
+                    && no(r.create_role)
+                    && no(r.replication)
+                    && no(r.bypassrls)
+                    && r.in_role.is_empty()
+                    && r.in_group.is_empty()
+                    && r.role.is_empty()
+                    && r.user.is_empty()
+                    && r.admin.is_empty()
+                    && r.authorization_owner.is_none();
+                if !credential_only {
+                    self.kind(Kind::RolePrivilege);
+                }
+            }
+            Statement::CreateUser(_) => {
+                self.kinds(&[Kind::CreateRole, Kind::Create, Kind::RolePrivilege]);
             }
             Statement::CreateTrigger(_) | Statement::CreateRule(_) => {
                 self.kinds(&[Kind::CreateTrigger, Kind::Create]);
@@ -520,11 +1069,27 @@ impl Collector {
                     self.alter_op(op);
                 }
             }
-            Statement::AlterRole { .. } | Statement::AlterUser(_) => {
+            Statement::AlterRole { operation, .. } => {
                 self.kinds(&[Kind::AlterRole, Kind::Alter]);
+                let credential_only = matches!(operation, AlterRoleOperation::WithOptions { options }
+                    if options.iter().any(|o| matches!(o, RoleOption::Password(_)))
+                        && options.iter().all(|o| matches!(o, RoleOption::Password(_) | RoleOption::ValidUntil(_))));
+                if !credential_only {
+                    self.kind(Kind::RolePrivilege);
+                }
             }
-            Statement::Drop { names, .. } => {
+            Statement::AlterUser(_) => {
+                self.kinds(&[Kind::AlterRole, Kind::Alter, Kind::RolePrivilege]);
+            }
+            Statement::Drop {
+                names, object_type, ..
+            } => {
                 self.kind(Kind::Drop);
+                if *object_type == ObjectType::Index {
+                    self.kind(Kind::DropIndex);
+                } else {
+                    self.kind(Kind::DropDestructive);
+                }
                 for n in names {
                     self.written(n);
                 }
@@ -595,7 +1160,17 @@ impl Collector {
                 self.written(table_name);
             }
             Statement::Set(s) => self.set(s),
-            Statement::Reset(_) => self.kind(Kind::Reset),
+            Statement::Reset(r) => {
+                self.kind(Kind::Reset);
+                match &r.reset {
+                    Reset::SessionAuthorization => {
+                        self.kind(Kind::SetRole);
+                        self.f.settings.push("session_authorization".to_owned());
+                    }
+                    Reset::ConfigurationParameter(n) => self.setting(n),
+                    Reset::ALL => {}
+                }
+            }
             Statement::Use(_) => self.kind(Kind::Use),
             Statement::ExplainTable { .. } => self.kind(Kind::Show),
             Statement::Call(f) => {
@@ -645,7 +1220,14 @@ impl Collector {
                 }
             }
             Statement::Fetch { .. } | Statement::Close { .. } => self.kind(Kind::Cursor),
-            Statement::Discard { .. } => self.kind(Kind::Discard),
+            Statement::Discard { object_type } => {
+                self.kind(Kind::Discard);
+                // DISCARD ALL includes SET SESSION AUTHORIZATION DEFAULT.
+                if matches!(object_type, sqlparser::ast::DiscardObject::ALL) {
+                    self.kind(Kind::SetRole);
+                    self.f.settings.push("session_authorization".to_owned());
+                }
+            }
             other => self.by_variant_name(other),
         }
     }
@@ -660,7 +1242,7 @@ impl Collector {
 
     /// `TABLE name` (a query body that is not a `TableFactor`), also inside
     /// set operations.
-    fn set_expr_tables(&mut self, e: &SetExpr) {
+    fn set_expr_tables(&mut self, e: &SetExpr, bound: Option<u64>) {
         match e {
             SetExpr::Table(t) => {
                 if let Some(name) = &t.table_name {
@@ -669,13 +1251,14 @@ impl Collector {
                         n.push(norm_ident(&schema.value, schema.quote_style.is_some()));
                     }
                     n.push(norm_ident(&name.value, name.quote_style.is_some()));
+                    self.record_read(n.clone(), bound);
                     self.f.tables_read.push(n);
                     self.f.wildcard = true;
                 }
             }
             SetExpr::SetOperation { left, right, .. } => {
-                self.set_expr_tables(left);
-                self.set_expr_tables(right);
+                self.set_expr_tables(left, bound);
+                self.set_expr_tables(right, bound);
             }
             _ => {}
         }
@@ -694,6 +1277,7 @@ impl Collector {
         } else if name.starts_with("Alter") {
             Kind::Alter
         } else if name.starts_with("Drop") {
+            self.kind(Kind::DropDestructive);
             Kind::Drop
         } else if name.starts_with("Show") {
             Kind::Show
@@ -755,24 +1339,70 @@ impl Collector {
     }
 }
 
-impl Visitor for Collector {
+impl Visitor for Collector<'_> {
     type Break = ();
 
     fn pre_visit_statement(&mut self, st: &Statement) -> ControlFlow<()> {
         let output = self.stack.iter().all(|b| *b);
         let passes = matches!(st, Statement::Explain { .. } | Statement::Prepare { .. });
         self.stack.push(passes);
+        self.out_stack
+            .push(output && matches!(st, Statement::Query(_) | Statement::Declare { .. }));
         self.statement(st, output);
         ControlFlow::Continue(())
     }
 
     fn post_visit_statement(&mut self, _st: &Statement) -> ControlFlow<()> {
         self.stack.pop();
+        self.out_stack.pop();
         ControlFlow::Continue(())
     }
 
     fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<()> {
-        self.set_expr_tables(&q.body);
+        let addr = std::ptr::from_ref(q) as usize;
+        let role = self
+            .qroles
+            .iter()
+            .rposition(|(a, _)| *a == addr)
+            .map(|i| self.qroles.swap_remove(i).1);
+        let own = query_limit(q);
+        let outer = self.qstack.last().copied();
+        let bound = match (outer, role) {
+            (None, _) | (Some(_), Some(QRole::Once)) => own,
+            (Some(o), Some(QRole::PassThrough)) => match (own, o) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            },
+            // Expression subqueries, ARRAY(..), LATERAL: once per outer row.
+            (Some(o), None) => times(own, o),
+        };
+        self.qstack.push(bound);
+        // Children whose rows pass through this query's LIMIT.
+        fn pass(e: &SetExpr, out: &mut Vec<(usize, QRole)>) {
+            match e {
+                SetExpr::Query(inner) => {
+                    out.push((std::ptr::from_ref(&**inner) as usize, QRole::PassThrough))
+                }
+                SetExpr::SetOperation { left, right, .. } => {
+                    pass(left, out);
+                    pass(right, out);
+                }
+                _ => {}
+            }
+        }
+        pass(&q.body, &mut self.qroles);
+        if let Some(w) = &q.with {
+            for c in &w.cte_tables {
+                self.qroles
+                    .push((std::ptr::from_ref(&*c.query) as usize, QRole::Once));
+            }
+        }
+        self.set_expr_tables(&q.body, bound);
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_query(&mut self, _q: &Query) -> ControlFlow<()> {
+        self.qstack.pop();
         ControlFlow::Continue(())
     }
 
@@ -810,15 +1440,32 @@ impl Visitor for Collector {
         match tf {
             TableFactor::Table {
                 name,
-                args: Some(_),
+                args: Some(a),
                 ..
+            } => {
+                self.f.functions.push(norm_name(name));
+                self.function_call_args(name, &a.args);
             }
-            | TableFactor::Function { name, .. } => self.f.functions.push(norm_name(name)),
+            TableFactor::Function { name, args, .. } => {
+                self.f.functions.push(norm_name(name));
+                self.function_call_args(name, args);
+            }
             TableFactor::Table { name, .. } => {
                 let addr = std::ptr::from_ref(tf) as usize;
                 if !self.write_factors.contains(&addr) {
-                    self.f.tables_read.push(norm_name(name));
+                    let n = norm_name(name);
+                    let b = self.current_bound();
+                    self.record_read(n.clone(), b);
+                    self.f.tables_read.push(n);
                 }
+            }
+            TableFactor::Derived {
+                lateral: false,
+                subquery,
+                ..
+            } => {
+                self.qroles
+                    .push((std::ptr::from_ref(&**subquery) as usize, QRole::Once));
             }
             _ => {}
         }
@@ -827,7 +1474,10 @@ impl Visitor for Collector {
 
     fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
         match e {
-            Expr::Function(f) => self.f.functions.push(norm_name(&f.name)),
+            Expr::Function(f) => {
+                self.f.functions.push(norm_name(&f.name));
+                self.function_call(f);
+            }
             // MySQL `@user_variables` are not columns.
             Expr::Identifier(i) if !(self.mysql && i.value.starts_with('@')) => {
                 self.f
@@ -854,8 +1504,13 @@ fn dedup(v: &mut Vec<Name>) {
 }
 
 /// Facts of one parsed statement, and whether they may be cached.
-fn facts_of(st: &Statement, dialect: Dialect) -> (StatementFacts, bool) {
+fn facts_of(st: &Statement, dialect: Dialect, cx: Ctx<'_>) -> (StatementFacts, bool) {
     let mut c = Collector {
+        cx,
+        dialect,
+        qstack: Vec::new(),
+        qroles: Vec::new(),
+        out_stack: Vec::new(),
         f: StatementFacts::default(),
         write_factors: Vec::new(),
         stack: Vec::new(),
@@ -869,6 +1524,15 @@ fn facts_of(st: &Statement, dialect: Dialect) -> (StatementFacts, bool) {
         f.kinds.insert(Kind::Other);
         f.primary = Some(Kind::Other);
     }
+    // Every read counts for the statement's row bound.
+    for (_, b) in &f.reads {
+        match b {
+            Some(n) => f.limit = Some(f.limit.map_or(*n, |m| m.max(*n))),
+            None => f.no_limit = true,
+        }
+    }
+    f.reads.sort();
+    f.reads.dedup();
     dedup(&mut f.tables_read);
     dedup(&mut f.tables_written);
     dedup(&mut f.functions);

@@ -17,7 +17,7 @@ use std::fmt::Write as _;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use crate::analyze::{analyze, Analysis, Name, StatementFacts};
+use crate::analyze::{analyze_with, Analysis, Name, StatementFacts};
 use crate::cache::{AnalysisCache, CacheStats};
 use crate::lexer::normalize;
 use crate::policy::{Policy, Rule, RuleAction};
@@ -167,7 +167,12 @@ impl Engine {
             .policy
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Analyses depend on the policy's query-string functions only.
+        let same = g.sql_functions == policy.sql_functions;
         *g = Arc::new(policy);
+        if !same {
+            self.cache.clear();
+        }
     }
 
     /// The current policy.
@@ -194,14 +199,14 @@ impl Engine {
     }
 
     /// Analysis of `sql`, from the cache when possible.
-    fn analysis(&self, sql: &str, dialect: Dialect) -> (Arc<Analysis>, bool) {
+    fn analysis(&self, sql: &str, dialect: Dialect, policy: &Policy) -> (Arc<Analysis>, bool) {
         let key = normalize(sql, dialect);
         if let Some(k) = &key {
             if let Some(a) = self.cache.get(k) {
                 return (a, true);
             }
         }
-        let a = Arc::new(analyze(sql, dialect));
+        let a = Arc::new(analyze_with(sql, dialect, &policy.sql_functions));
         if let Some(k) = key {
             if a.cacheable {
                 self.cache.insert(&k, Arc::clone(&a));
@@ -222,7 +227,7 @@ impl Engine {
         target: &Target,
     ) -> Verdict {
         let policy = self.policy();
-        let (analysis, cached) = self.analysis(sql, dialect);
+        let (analysis, cached) = self.analysis(sql, dialect, &policy);
         let mut v = decide_with(&policy, &analysis, identity, target);
         v.cached = cached;
         v
@@ -546,6 +551,38 @@ fn rule_matches(
                 "every UPDATE/DELETE has a WHERE"
             }
         );
+    }
+    // With a table matcher, row limits are judged per read of a matching
+    // table, where it is read (`select array(select pan from cards) limit 1`
+    // reads cards without a bound).
+    let scoped = rule.tables_read.as_ref().or(rule.tables.as_ref());
+    if let (Some(p), true) = (scoped, rule.no_limit.is_some() || rule.limit_over.is_some()) {
+        let mut matching = f
+            .reads
+            .iter()
+            .filter(|(n, _)| p.first_match(std::slice::from_ref(n)).is_some());
+        let over = |b: &Option<u64>| match (b, rule.limit_over) {
+            (None, _) => true,
+            (Some(n), Some(max)) => *n > max,
+            (Some(_), None) => false,
+        };
+        let hit = match rule.no_limit {
+            Some(false) => {
+                let v: Vec<_> = matching.collect();
+                !v.is_empty() && v.iter().all(|(_, b)| b.is_some() && !over(b))
+            }
+            _ => matching.find(|(_, b)| over(b)).is_some_and(|(n, b)| {
+                match b {
+                    Some(x) => note!("reads {} with LIMIT {x}", sanitize_name(&n.join("."))),
+                    None => note!("reads {} without a row bound", sanitize_name(&n.join("."))),
+                }
+                true
+            }),
+        };
+        if !hit {
+            return false;
+        }
+        return identity_matches(rule, id, why.as_deref_mut()) && target_matches(rule, t, why);
     }
     if let Some(b) = rule.no_limit {
         if f.no_limit != b {

@@ -54,7 +54,10 @@ kinds! {
     AlterDrop => "alter_drop", "`ALTER TABLE .. DROP ..` (column, constraint, partition...).";
     AlterSystem => "alter_system", "`ALTER SYSTEM` (Postgres server configuration).";
     AlterRole => "alter_role", "`ALTER ROLE` / `ALTER USER`.";
+    RolePrivilege => "role_privilege", "`CREATE/ALTER ROLE/USER` that does more than set a password or its validity (attributes such as SUPERUSER, memberships, renames, per-role settings).";
     Drop => "drop", "Any `DROP ..`.";
+    DropIndex => "drop_index", "`DROP INDEX` (comes with `drop`).";
+    DropDestructive => "drop_destructive", "Any `DROP` except `DROP INDEX`: drops data, code, roles or privileges (comes with `drop`).";
     Truncate => "truncate", "`TRUNCATE`.";
     Rename => "rename", "`RENAME TABLE` (MySQL) and `ALTER .. RENAME`.";
     Comment => "comment", "`COMMENT ON`.";
@@ -70,7 +73,7 @@ kinds! {
     LoadDataLocalInfile => "load_data_local_infile", "MySQL `LOAD DATA LOCAL INFILE` (client file).";
     SelectIntoOutfile => "select_into_outfile", "MySQL `SELECT .. INTO OUTFILE/DUMPFILE`.";
     Set => "set", "`SET` of a session/global variable.";
-    SetRole => "set_role", "`SET ROLE`, `SET SESSION AUTHORIZATION`.";
+    SetRole => "set_role", "Any change of the current role or session user: `SET [LOCAL|SESSION] ROLE`, `SET role = ..`/`TO ..`, `SET SESSION AUTHORIZATION`, `RESET ROLE`, `RESET SESSION AUTHORIZATION`, `DISCARD ALL`, `set_config('role'|'session_authorization', ..)` anywhere in an expression.";
     Reset => "reset", "`RESET`.";
     Show => "show", "`SHOW ..`, `DESCRIBE`.";
     Use => "use", "`USE db`.";

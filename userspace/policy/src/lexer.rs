@@ -74,6 +74,9 @@ pub(crate) struct Scanner<'a> {
     src: &'a [u8],
     pos: usize,
     mysql: bool,
+    /// PostgreSQL with `standard_conforming_strings = off`: a backslash escapes the next byte
+    /// inside `'..'` too.
+    pg_backslash: bool,
     /// First problem met, if any. Scanning goes on where possible.
     pub issue: Option<LexIssue>,
 }
@@ -93,6 +96,7 @@ impl<'a> Scanner<'a> {
             src: src.as_bytes(),
             pos: 0,
             mysql: matches!(dialect, Dialect::MySql),
+            pg_backslash: false,
             issue: None,
         }
     }
@@ -266,7 +270,7 @@ impl<'a> Scanner<'a> {
                     self.quoted(b'\'', true);
                     TokKind::EscStr
                 } else {
-                    self.quoted(b'\'', false);
+                    self.quoted(b'\'', self.pg_backslash);
                     if s[start..self.pos].contains(&b'\\') {
                         // Meaning depends on standard_conforming_strings.
                         self.flag(LexIssue::Unsure);
@@ -432,6 +436,27 @@ pub(crate) fn tokens(sql: &str, dialect: Dialect) -> (Vec<Tok>, Option<LexIssue>
         v.push(t);
     }
     (v, sc.issue)
+}
+
+/// Whether PostgreSQL reads `sql` into the same tokens (kinds and byte ranges) with
+/// `standard_conforming_strings` on and off. Only then can a statement be judged without
+/// knowing the session's setting (which the agent can change with SET, a startup option, or a
+/// role or database default, also in a pipeline the proxy has not seen answered yet): with
+/// equal token boundaries the server splits and parses the same statements either way, and
+/// string contents that differ (a backslash inside `'..'`) are not constants for judging.
+pub(crate) fn scs_independent(sql: &str) -> bool {
+    let collect = |pg_backslash: bool| {
+        let mut sc = Scanner::new(sql, Dialect::Postgres);
+        sc.pg_backslash = pg_backslash;
+        let mut v = Vec::new();
+        while let Some(t) = sc.next_tok() {
+            v.push(t);
+        }
+        (v, sc.issue == Some(LexIssue::Unterminated))
+    };
+    let (on, on_open) = collect(false);
+    let (off, off_open) = collect(true);
+    !on_open && !off_open && on == off
 }
 
 /// Splits `sql` on top-level `;` into statement texts, dropping pieces that
@@ -645,6 +670,28 @@ mod tests {
             leading_words("DO $$ x $$", Dialect::Postgres, 3),
             vec!["DO"]
         );
+    }
+
+    #[test]
+    fn standard_conforming_strings_differentials() {
+        for same in [
+            "select 1",
+            "select 'C:\\path'",
+            "select * from t where name ~ '\\d+' and x like 'a\\_%'",
+            "select E'a\\'b'",
+            "select 'a\\\\' || 'b'",
+            "select $$a\\'$$",
+        ] {
+            assert!(scs_independent(same), "{same}");
+        }
+        for differs in [
+            // scs on: one string; scs off: the string ends early and a DROP follows.
+            "select 'a\\'';drop table t;--'",
+            "select 'x\\' ; drop table t; --'",
+            "select 'ends with backslash\\'",
+        ] {
+            assert!(!scs_independent(differs), "{differs}");
+        }
     }
 
     #[test]

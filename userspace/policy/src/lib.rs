@@ -38,6 +38,7 @@
 mod analyze;
 mod cache;
 mod engine;
+mod fold;
 mod kind;
 mod lexer;
 mod pattern;

@@ -460,6 +460,10 @@ struct RawHeader {
     on_parse_error: Option<RawTerminalAction>,
     #[serde(default)]
     approval_timeout: Option<Timeout>,
+    /// Extra functions whose argument is a query string the server runs
+    /// (`"name"` = first argument, `"schema.name:N"` = N-th argument).
+    #[serde(default)]
+    sql_functions: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -485,6 +489,8 @@ pub struct Policy {
     pub(crate) on_parse_error: RuleAction,
     pub(crate) rules: Vec<Rule>,
     pub(crate) masking: Option<toml::Value>,
+    /// `[policy] sql_functions`: (lower-cased name parts, 0-based argument).
+    pub(crate) sql_functions: Vec<(Vec<String>, usize)>,
 }
 
 /// Source text of the embedded default policy (`policies/pci-dss.toml`).
@@ -516,6 +522,31 @@ impl Policy {
             });
         }
         let timeout = h.approval_timeout.map_or(DEFAULT_APPROVAL_TIMEOUT, |t| t.0);
+        let mut sql_functions = Vec::new();
+        for f in h.sql_functions.unwrap_or_default() {
+            let (name, arg) = match f.rsplit_once(':') {
+                Some((n, a)) => match a.parse::<usize>() {
+                    Ok(i) if i >= 1 => (n, i - 1),
+                    _ => {
+                        return Err(PolicyError::Invalid {
+                            origin: origin.to_owned(),
+                            message: format!(
+                                "[policy] sql_functions: {f:?}: the argument number after ':' must be 1 or more"
+                            ),
+                        })
+                    }
+                },
+                None => (f.as_str(), 0),
+            };
+            let parts: Vec<String> = name.split('.').map(|p| p.trim().to_lowercase()).collect();
+            if parts.is_empty() || parts.len() > 3 || parts.iter().any(String::is_empty) {
+                return Err(PolicyError::Invalid {
+                    origin: origin.to_owned(),
+                    message: format!("[policy] sql_functions: invalid function name {f:?}"),
+                });
+            }
+            sql_functions.push((parts, arg));
+        }
         let mut rules = raw.rule.map(|r| r.0).unwrap_or_default();
         // Rules without their own timeout take the policy-wide one.
         if h.approval_timeout.is_some() {
@@ -544,6 +575,7 @@ impl Policy {
             on_parse_error: terminal(h.on_parse_error.unwrap_or(RawTerminalAction::Deny), timeout),
             rules,
             masking: raw.masking,
+            sql_functions,
         })
     }
 

@@ -30,7 +30,7 @@ P | approve | approve-unbounded-cardholder-select | SELECT * FROM cards LIMIT 50
 P | approve | approve-unbounded-cardholder-select | SELECT * FROM cards LIMIT ALL
 P | approve | approve-unbounded-cardholder-select | SELECT * FROM cards LIMIT $1
 P | approve | approve-unbounded-cardholder-select | SELECT * FROM cards LIMIT (SELECT 10)
-P | approve | approve-unbounded-cardholder-select | WITH x AS (SELECT * FROM cards LIMIT 5) SELECT * FROM x
+P | allow   | default | WITH x AS (SELECT * FROM cards LIMIT 5) SELECT * FROM x
 P | approve | approve-unbounded-cardholder-select | SELECT o.id FROM orders o JOIN payments p ON p.order_id = o.id
 P | approve | approve-unbounded-cardholder-select | SELECT * FROM orders WHERE id IN (SELECT order_id FROM payments)
 P | approve | approve-unbounded-cardholder-select | SELECT * FROM "cards"
@@ -48,8 +48,8 @@ P | approve | approve-cardholder-copy | INSERT INTO archive SELECT * FROM cards 
 P | approve | approve-cardholder-copy | CREATE VIEW v AS SELECT pan FROM cards
 P | approve | approve-cardholder-copy | SELECT * INTO newt FROM cards LIMIT 5
 P | approve | approve-unbounded-cardholder-select | SELECT * INTO newt FROM cards
-P | allow   | default | SELECT * INTO newt FROM orders
-P | allow   | default | CREATE TABLE x AS SELECT * FROM orders
+P | approve | approve-schema-change | SELECT * INTO newt FROM orders
+P | approve | approve-schema-change | CREATE TABLE x AS SELECT * FROM orders
 P | allow   | default | INSERT INTO orders (id, total) VALUES (1, 2.5)
 P | allow   | default | INSERT INTO cards (id, pan) VALUES (1, '4111111111111111')
 P | allow   | default | UPDATE orders SET total = 0 WHERE id = 1
@@ -77,7 +77,7 @@ P | deny    | no-truncate | TrUnCaTe T
 P | deny    | no-truncate | -- hi\nTRUNCATE t
 P | deny    | no-drop | DROP TABLE t
 P | deny    | no-drop | DROP TABLE IF EXISTS "Orders" CASCADE
-P | deny    | no-drop | DROP INDEX i
+P | approve | approve-schema-change | DROP INDEX i
 P | deny    | no-drop | DROP SCHEMA s CASCADE
 P | deny    | no-drop | DROP VIEW v
 P | deny    | no-drop | DROP FUNCTION f()
@@ -86,17 +86,17 @@ P | deny    | no-drop | /* nested /* comment */ still */ DROP TABLE t
 P | deny    | no-alter-drop | ALTER TABLE t DROP COLUMN c
 P | deny    | no-alter-drop | ALTER TABLE t DROP CONSTRAINT k
 P | deny    | no-alter-drop | ALTER TABLE t ADD COLUMN x int, DROP COLUMN y
-P | allow   | default | ALTER TABLE t ADD COLUMN c int
-P | allow   | default | ALTER TABLE t RENAME COLUMN a TO b
-P | allow   | default | CREATE TABLE t (id int primary key, name text)
-P | allow   | default | CREATE INDEX i ON orders (id)
+P | approve | approve-schema-change | ALTER TABLE t ADD COLUMN c int
+P | approve | approve-schema-change | ALTER TABLE t RENAME COLUMN a TO b
+P | approve | approve-schema-change | CREATE TABLE t (id int primary key, name text)
+P | approve | approve-schema-change | CREATE INDEX i ON orders (id)
 P | deny    | no-grant-revoke | GRANT SELECT ON t TO u
 P | deny    | no-grant-revoke | REVOKE ALL ON t FROM u
 P | deny    | no-grant-revoke | GRANT admin TO bob
 P | deny    | no-grant-revoke | GRANT pg_execute_server_program TO agent
 P | deny    | no-role-management | CREATE ROLE x
 P | deny    | no-role-management | CREATE USER x
-P | deny    | on_parse_error | CREATE USER x WITH PASSWORD 'secret'
+P | approve | approve-credential-rotation | CREATE USER x WITH PASSWORD 'secret'
 P | deny    | no-role-management | ALTER ROLE x SUPERUSER
 P | deny    | no-role-management | SET ROLE admin
 P | deny    | no-role-management | SET SESSION AUTHORIZATION admin
@@ -131,7 +131,7 @@ P | deny    | no-remote-connections | SELECT * FROM dblink('host=x', 'select 1')
 P | deny    | no-remote-connections | SELECT dblink_exec('x', 'DROP TABLE t')
 P | deny    | no-remote-connections | SELECT dblink_connect('x')
 P | deny    | no-set-config | SELECT set_config('search_path', 'evil', false)
-P | deny    | no-set-config | SELECT set_config('role', 'admin', false)
+P | deny    | no-role-management | SELECT set_config('role', 'admin', false)
 P | deny    | no-server-admin-functions | SELECT pg_terminate_backend(123)
 P | deny    | no-server-admin-functions | SELECT pg_reload_conf()
 P | deny    | no-opaque-code | DO $$ BEGIN PERFORM 1; END $$
@@ -141,7 +141,7 @@ P | deny    | no-opaque-code | CALL p(1)
 P | deny    | no-untrusted-languages | CREATE FUNCTION f() RETURNS int LANGUAGE plpythonu AS $$ return 1 $$
 P | deny    | no-untrusted-languages | CREATE FUNCTION f() RETURNS int LANGUAGE plperlu AS $$ 1 $$
 P | deny    | no-untrusted-languages | CREATE OR REPLACE FUNCTION f() RETURNS int LANGUAGE C AS 'lib', 'f'
-P | allow   | default | CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$
+P | approve | approve-schema-change | CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$
 P | deny    | no-alter-system | ALTER SYSTEM SET log_statement = 'none'
 P | deny    | no-create-extension | CREATE EXTENSION dblink
 P | deny    | no-create-extension | CREATE EXTENSION IF NOT EXISTS adminpack
@@ -256,7 +256,7 @@ P | deny    | ro-no-role-switch | SET ROLE admin
 P | deny    | ro-no-side-effect-functions | SELECT nextval('s')
 P | deny    | ro-no-side-effect-functions | SELECT pg_read_file('x')
 P | deny    | ro-no-side-effect-functions | SELECT set_config('a', 'b', false)
-P | deny    | ro-no-side-effect-functions | SELECT * FROM dblink('x', 'y') AS t(a int)
+P | deny    | ro-no-opaque-code | SELECT * FROM dblink('x', 'y') AS t(a int)
 P | deny    | ro-no-writes | ALTER SYSTEM SET a = 1
 P | deny    | ro-no-writes | NOTIFY chan
 M | deny    | default | KILL 5
