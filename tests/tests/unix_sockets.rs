@@ -406,7 +406,7 @@ fn forced_lsm_mode_refuses_database_sockets_or_does_not_start() {
     std::fs::write(
         &cfg,
         format!(
-            "listen = \"127.0.0.1:{port}\"\ncgroups = [\"{name}\"]\nbpffs_dir = \"{}\"\nsessions_dir = \"{}\"\nruntime_dir = \"{}\"\n[intercept]\nunix_mode = \"lsm\"\n",
+            "listen = \"127.0.0.1:{port}\"\ncgroups = [\"{name}\"]\nbpffs_dir = \"{}\"\nsessions_dir = \"{}\"\nruntime_dir = \"{}\"\n",
             bpffs.display(),
             dir.join("sessions").display(),
             dir.join("run").display()
@@ -415,7 +415,7 @@ fn forced_lsm_mode_refuses_database_sockets_or_does_not_start() {
     .unwrap();
     require_privileged();
     let mut child = Command::new(dbwarden_bin())
-        .args(["run", "--config"])
+        .args(["run", "--unix-mode", "lsm", "--config"])
         .arg(&cfg)
         .stderr(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())

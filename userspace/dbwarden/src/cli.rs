@@ -205,6 +205,12 @@ pub struct RunArgs {
     /// Do not listen on [::1]; IPv6 agent connections are then refused.
     #[arg(long)]
     pub no_ipv6: bool,
+    /// Unix-socket interception: auto, lsm or off (overrides `[intercept] unix_mode`).
+    ///
+    /// `lsm` refuses agents' connects to database and control sockets with a BPF LSM program
+    /// instead of redirecting them; the daemon does not start if the kernel cannot load it.
+    #[arg(long, value_name = "MODE", value_parser = ["auto", "lsm", "off"])]
+    pub unix_mode: Option<String>,
     /// Policy file (TOML). Default: the embedded PCI DSS policy.
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
@@ -294,6 +300,8 @@ mod tests {
             "--log-format",
             "json",
             "--no-ipv6",
+            "--unix-mode",
+            "lsm",
             "-c",
             "x.toml",
         ])
@@ -305,6 +313,7 @@ mod tests {
         assert_eq!(r.listen.as_deref(), Some("127.0.0.1:9"));
         assert_eq!(r.log_format, LogFormat::Json);
         assert!(r.no_ipv6);
+        assert_eq!(r.unix_mode.as_deref(), Some("lsm"));
         assert_eq!(r.config, Some(PathBuf::from("x.toml")));
     }
 

@@ -224,6 +224,8 @@ pub struct Overrides {
     pub bpffs_dir: Option<PathBuf>,
     /// `--no-ipv6`.
     pub no_ipv6: bool,
+    /// `--unix-mode`.
+    pub unix_mode: Option<String>,
 }
 
 /// Validated, ready-to-use settings.
@@ -379,7 +381,7 @@ impl Settings {
         }
         let unix = unix_intercept(
             icpt.unix_sockets,
-            icpt.unix_mode.as_deref(),
+            o.unix_mode.as_deref().or(icpt.unix_mode.as_deref()),
             icpt.unlisted_db_sockets,
             &pg_ports,
             origin,

@@ -62,6 +62,7 @@ pub fn main(args: RunArgs) -> i32 {
         runtime_dir: args.runtime_dir,
         bpffs_dir: args.bpffs_dir,
         no_ipv6: args.no_ipv6,
+        unix_mode: args.unix_mode,
     };
     let settings = match load_settings(args.config, overrides) {
         Ok(s) => s,

@@ -28,6 +28,7 @@ pub mod exec;
 pub mod identity;
 pub mod intercept;
 pub mod masking;
+pub mod memory;
 pub mod metrics;
 pub mod pipeline;
 pub mod policy_cli;

@@ -117,11 +117,19 @@ pub async fn run(
         Ok(()) => "closed".to_string(),
         Err(e) => format!("{reason}: {e}"),
     };
+    let moved = counters.0.load(Ordering::Relaxed) + counters.1.load(Ordering::Relaxed);
     if let Some(r) = Arc::try_unwrap(rec)
         .ok()
         .and_then(std::sync::OnceLock::into_inner)
     {
-        let _ = tokio::task::spawn_blocking(move || r.finish(&end_reason)).await;
+        let _ = tokio::task::spawn_blocking(move || {
+            r.finish(&end_reason);
+            if moved >= crate::memory::LARGE_MESSAGE as u64 {
+                // The recording's buffers grew with the session's largest messages.
+                crate::memory::release();
+            }
+        })
+        .await;
     }
     let totals = Totals {
         client_to_server: counters.0.load(Ordering::Relaxed),
@@ -249,10 +257,14 @@ async fn client_to_server(
                 return Ok(());
             }
         }
+        let mut large = false;
         loop {
             let frame = lock(&proxy).frame_client(&mut buf);
             let raw = match frame {
-                Ok(Some(raw)) => raw,
+                Ok(Some(raw)) => {
+                    large |= raw.len() >= crate::memory::LARGE_MESSAGE;
+                    raw
+                }
                 Ok(None) => break,
                 Err(e) => {
                     refuse_client(&cw, format!("dbwarden: malformed message from client: {e}"))
@@ -446,6 +458,11 @@ async fn client_to_server(
             }
         }
         to_server(&mut sw, &mut out, &counters, &rec, &cw).await?;
+        if large {
+            crate::memory::shrink(&mut buf, READ_CHUNK);
+            crate::memory::shrink(&mut out, READ_CHUNK);
+            crate::memory::release();
+        }
     }
 }
 
@@ -479,10 +496,14 @@ async fn server_to_client(mut sr: OwnedReadHalf, legs: Legs) -> Result<(), Strin
             let _ = w.shutdown().await;
             return Ok(());
         }
+        let mut large = false;
         loop {
             let frame = lock(&proxy).frame_server(&mut buf);
             let raw = match frame {
-                Ok(Some(raw)) => raw,
+                Ok(Some(raw)) => {
+                    large |= raw.len() >= crate::memory::LARGE_MESSAGE;
+                    raw
+                }
                 Ok(None) => break,
                 Err(e) => {
                     refuse_client(&cw, "dbwarden: malformed message from the server".into()).await;
@@ -561,6 +582,11 @@ async fn server_to_client(mut sr: OwnedReadHalf, legs: Legs) -> Result<(), Strin
             }
         }
         to_client(&cw, &mut out, &counters, &rec).await?;
+        if large {
+            crate::memory::shrink(&mut buf, READ_CHUNK);
+            crate::memory::shrink(&mut out, READ_CHUNK);
+            crate::memory::release();
+        }
     }
 }
 
