@@ -174,3 +174,77 @@ fn a_backslash_quoting_trick_cannot_hide_a_drop() {
     let o = psql(&d, &db.name, r"select 'C:\dir' ~ '\\', 'a_b' like 'a\_b'");
     assert_ok(&o, "ordinary backslashes");
 }
+
+/// Client encodings whose multibyte characters can end in a quote or backslash byte are
+/// refused however the session would get one: the startup packet (PGCLIENTENCODING), `SET`, or
+/// a role default the server applies at login.
+#[test]
+fn unsafe_client_encodings_are_refused_every_way() {
+    require_privileged();
+    let d = Daemon::start();
+    let db = setup("meaning_enc");
+    // Startup.
+    let mut c = psql_cmd(Some(&d), &db.name);
+    c.args(["-c", "select 1"]).env("PGCLIENTENCODING", "SJIS");
+    let o = output_timeout(c, None, Duration::from_secs(30));
+    assert!(!o.status.success(), "SJIS startup accepted: {}", stdout(&o));
+    assert!(err(&o).contains("client encoding"), "{}", err(&o));
+    let mut c = psql_cmd(Some(&d), &db.name);
+    c.args(["-c", "select 1"])
+        .env("PGOPTIONS", "-c client_encoding=BIG5");
+    let o = output_timeout(c, None, Duration::from_secs(30));
+    assert!(
+        !o.status.success(),
+        "BIG5 in options accepted: {}",
+        stdout(&o)
+    );
+    // SET, then the same session still speaks UTF8.
+    let mut c = psql_cmd(Some(&d), &db.name);
+    c.args([
+        "-c",
+        "SET client_encoding TO 'GBK'",
+        "-c",
+        "show client_encoding",
+    ]);
+    let o = output_timeout(c, None, Duration::from_secs(30));
+    assert!(err(&o).contains("client encoding"), "{}", err(&o));
+    assert!(
+        !stdout(&o).to_ascii_uppercase().contains("GBK"),
+        "{}",
+        stdout(&o)
+    );
+    // A role default: the server switches at login; dbwarden ends the session.
+    let role = format!("dbw_enc_{}", std::process::id());
+    psql_direct(
+        &db.name,
+        &format!("CREATE ROLE {role} LOGIN; ALTER ROLE {role} SET client_encoding = 'SJIS'"),
+    );
+    let mut c = d.agent("psql");
+    c.args([
+        "-X",
+        "-At",
+        "-h",
+        "127.0.0.1",
+        "-U",
+        &role,
+        "-d",
+        &db.name,
+        "-c",
+        "select 1",
+    ])
+    .env_remove("PGCLIENTENCODING");
+    let o = output_timeout(c, None, Duration::from_secs(30));
+    let _ = psql_direct(&db.name, &format!("DROP ROLE {role}"));
+    assert!(
+        !o.status.success(),
+        "role default SJIS accepted: {}",
+        stdout(&o)
+    );
+    assert!(err(&o).contains("client encoding"), "{}", err(&o));
+    // UTF8 and single-byte encodings keep working.
+    let mut c = psql_cmd(Some(&d), &db.name);
+    c.args(["-c", "select 'ok'"])
+        .env("PGCLIENTENCODING", "LATIN1");
+    let o = output_timeout(c, None, Duration::from_secs(30));
+    assert_ok(&o, "LATIN1 session");
+}

@@ -1296,10 +1296,48 @@ impl Collector<'_> {
         }
     }
 
+    /// `SET client_encoding` / `SET NAMES` to an encoding the server would read differently
+    /// than dbwarden ([`crate::encoding`]) makes the statement unjudgeable (denied).
+    fn client_encoding(&mut self, value: Option<&Expr>) {
+        let name = match value {
+            Some(Expr::Identifier(i)) => Some(i.value.clone()),
+            Some(e) => {
+                let mut lit = false;
+                fold::const_string(e, &mut lit)
+            }
+            None => None,
+        };
+        match name {
+            Some(n) if !crate::encoding::unsafe_client_encoding(&n) => {}
+            Some(n) => self.f.parse_error = Some(crate::encoding::refusal(&n)),
+            None => {
+                self.f.parse_error = Some(
+                    "dbwarden: SET client_encoding to a value dbwarden cannot read is refused"
+                        .to_owned(),
+                )
+            }
+        }
+        self.cacheable = false;
+    }
+
     fn set(&mut self, s: &Set) {
         self.kind(Kind::Set);
         match s {
-            Set::SingleAssignment { variable, .. } => self.setting(variable),
+            Set::SingleAssignment {
+                variable, values, ..
+            } => {
+                self.setting(variable);
+                // GUC names are case-insensitive, quoted or not (as in `setting`).
+                let name = norm_name(variable);
+                let last = name.last().map(|l| l.to_lowercase());
+                if name.len() == 1 && matches!(last.as_deref(), Some("client_encoding" | "names")) {
+                    self.client_encoding(values.first());
+                }
+            }
+            Set::SetNames { charset_name, .. } => {
+                self.f.settings.push("names".to_owned());
+                self.client_encoding(Some(&Expr::Identifier(charset_name.clone())));
+            }
             Set::ParenthesizedAssignments { variables, .. } => {
                 for v in variables {
                     self.setting(v);

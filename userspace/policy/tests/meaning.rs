@@ -444,3 +444,41 @@ fn every_cardholder_read_needs_a_bound_where_it_reads() {
         assert_eq!(verdict(&e, s), ("allow", "default".to_owned()), "{s}");
     }
 }
+
+#[test]
+fn unsafe_client_encodings_are_refused_on_set() {
+    let e = dbwarden_policy::Engine::new(dbwarden_policy::Policy::embedded_default());
+    let id = dbwarden_policy::Identity::default();
+    let t = dbwarden_policy::Target {
+        addr: None,
+        protocol: dbwarden_policy::Protocol::Postgres,
+        database: None,
+        user: None,
+    };
+    for sql in [
+        "SET client_encoding TO 'SJIS'",
+        "SET client_encoding = sjis",
+        "set CLIENT_ENCODING to 'Shift_JIS'",
+        "SET \"client_encoding\" TO 'BIG5'",
+        "SET SESSION client_encoding TO 'gbk'",
+        "SET LOCAL client_encoding TO 'GB18030'",
+        "SET NAMES 'UHC'",
+        "SET client_encoding TO E'JOHAB'",
+    ] {
+        let v = e.decide(sql, dbwarden_policy::Dialect::Postgres, &id, &t);
+        assert_eq!(v.action, dbwarden_policy::Action::Deny, "{sql}: {v:?}");
+        assert!(
+            v.message.contains("client encoding") || v.message.contains("client_encoding"),
+            "{sql}: {}",
+            v.message
+        );
+    }
+    for sql in [
+        "SET client_encoding TO 'UTF8'",
+        "SET client_encoding = 'LATIN1'",
+        "SET NAMES 'WIN1252'",
+    ] {
+        let v = e.decide(sql, dbwarden_policy::Dialect::Postgres, &id, &t);
+        assert_eq!(v.action, dbwarden_policy::Action::Allow, "{sql}: {v:?}");
+    }
+}

@@ -33,6 +33,7 @@ pub mod proxy;
 mod read;
 pub mod row_description;
 pub mod startup;
+pub mod startup_options;
 mod write;
 
 pub use backend::{BackendKeyData, BackendMessage, TransactionStatus};

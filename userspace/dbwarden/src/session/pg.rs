@@ -288,6 +288,22 @@ async fn client_to_server(
                             "false" | "off" | "no" | "0"
                         )
                 });
+                let unsafe_encoding = dbwarden_wire_pg::startup_options::startup_settings(params)
+                    .into_iter()
+                    .find(|(k, v)| {
+                        k == "client_encoding"
+                            && dbwarden_policy::encoding::unsafe_client_encoding(v)
+                    });
+                if let Some((_, enc)) = unsafe_encoding {
+                    warn!(encoding = %crate::identity::sanitize(&enc), "refusing an unsafe client encoding at startup");
+                    let e = ErrorResponse::new(
+                        "FATAL",
+                        "22023",
+                        dbwarden_policy::encoding::refusal(&enc),
+                    );
+                    close_with(&cw, e).await;
+                    return Err("unsafe client encoding refused at startup".into());
+                }
                 if replication {
                     // Streaming replication (CopyBoth) would move whole databases past policy.
                     warn!("refusing a replication connection");
@@ -526,6 +542,20 @@ async fn server_to_client(mut sr: OwnedReadHalf, legs: Legs) -> Result<(), Strin
                         shared.cancel.bind(client, server.clone())
                     }
                     ServerEvent::ReadyForQuery(_) => ready = true,
+                    // The backstop: however the session got it (a role or database default),
+                    // an unsafe client encoding ends the session.
+                    ServerEvent::ParameterStatus { name, value }
+                        if name == "client_encoding"
+                            && dbwarden_policy::encoding::unsafe_client_encoding(value) =>
+                    {
+                        let e = ErrorResponse::new(
+                            "FATAL",
+                            "22023",
+                            dbwarden_policy::encoding::refusal(value),
+                        );
+                        close_with(&cw, e).await;
+                        return Err("the server switched to an unsafe client encoding".into());
+                    }
                     ServerEvent::Completed { request, outcome } => {
                         if let Some(r) = r {
                             r.completed(request.0, outcome);
