@@ -126,6 +126,24 @@ pub fn mask_output(
             }))?;
             Ok(Masked { bytes, changed })
         }
+        ServerOutput::ParameterStatus { name, value, raw } => {
+            let masked_name = masker.mask_str(&name);
+            let masked = masker.mask_str(&value);
+            if masked == value.as_str() && masked_name == name.as_str() {
+                return Ok(Masked {
+                    bytes: raw,
+                    changed: false,
+                });
+            }
+            let bytes = encode(BackendMessage::ParameterStatus {
+                name: masked_name.into_owned(),
+                value: masked.into_owned(),
+            })?;
+            Ok(Masked {
+                bytes,
+                changed: true,
+            })
+        }
         ServerOutput::FunctionResult { value, raw, .. } => match value {
             None => Ok(Masked {
                 bytes: raw,

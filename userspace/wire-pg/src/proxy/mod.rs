@@ -410,6 +410,17 @@ pub enum ServerOutput {
     Notice(NoticeResponse),
     /// A NOTIFY: mask the payload, then send.
     Notification(NotificationResponse),
+    /// A run-time parameter report. Its value can echo what the agent set
+    /// (`application_name`, `set_config`), so it is masked like data; `raw` is sent when
+    /// nothing changes.
+    ParameterStatus {
+        /// Parameter name.
+        name: String,
+        /// Its value.
+        value: String,
+        /// The message as received.
+        raw: Bytes,
+    },
     /// A fast-path function result: mask the value, then send.
     FunctionResult {
         /// The value (`None` = NULL).

@@ -48,7 +48,11 @@ impl Proxy {
             }
             BackendMessage::ParameterStatus { name, value } => {
                 return Ok(step(
-                    ServerOutput::Forward(raw),
+                    ServerOutput::ParameterStatus {
+                        name: name.clone(),
+                        value: value.clone(),
+                        raw,
+                    },
                     vec![ServerEvent::ParameterStatus { name, value }],
                 ))
             }
