@@ -171,20 +171,26 @@ pub fn ensure_bpffs() -> Result<(), LoadError> {
         return Ok(());
     }
     let _ = fs::create_dir_all(root);
-    let src = c"bpf";
-    let target = c"/sys/fs/bpf";
+    mount_pseudo_fs(c"bpf", c"/sys/fs/bpf").map_err(LoadError::NoBpffs)
+}
+
+/// Mounts the pseudo filesystem `fstype` (bpf, securityfs) at `target`.
+pub(super) fn mount_pseudo_fs(
+    fstype: &std::ffi::CStr,
+    target: &std::ffi::CStr,
+) -> std::io::Result<()> {
     // SAFETY: all pointers are valid NUL-terminated strings; data may be NULL.
     let rc = unsafe {
         libc::mount(
-            src.as_ptr(),
+            fstype.as_ptr(),
             target.as_ptr(),
-            src.as_ptr(),
+            fstype.as_ptr(),
             0,
             std::ptr::null(),
         )
     };
     if rc != 0 {
-        return Err(LoadError::NoBpffs(std::io::Error::last_os_error()));
+        return Err(std::io::Error::last_os_error());
     }
     Ok(())
 }

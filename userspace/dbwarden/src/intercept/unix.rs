@@ -171,23 +171,8 @@ fn link_dir(bpffs_dir: &Path, cg: &Cgroup) -> Result<PathBuf, UnixError> {
 fn lsm_active() -> Result<(), String> {
     let list = std::path::Path::new("/sys/kernel/security/lsm");
     if !list.exists() {
-        let (src, target) = (c"securityfs", c"/sys/kernel/security");
-        // SAFETY: valid NUL-terminated strings; data may be NULL.
-        let rc = unsafe {
-            libc::mount(
-                src.as_ptr(),
-                target.as_ptr(),
-                src.as_ptr(),
-                0,
-                std::ptr::null(),
-            )
-        };
-        if rc != 0 {
-            return Err(format!(
-                "securityfs is not mounted and mounting it failed: {}",
-                std::io::Error::last_os_error()
-            ));
-        }
+        super::loader::mount_pseudo_fs(c"securityfs", c"/sys/kernel/security")
+            .map_err(|e| format!("securityfs is not mounted and mounting it failed: {e}"))?;
     }
     match std::fs::read_to_string(list) {
         Ok(l) if l.split(',').any(|x| x.trim() == "bpf") => Ok(()),
