@@ -11,16 +11,6 @@ pub enum Destination {
     Unix(PathBuf),
 }
 
-impl Destination {
-    /// The TCP address, if this is one.
-    pub fn tcp(&self) -> Option<SocketAddr> {
-        match self {
-            Destination::Tcp(a) => Some(*a),
-            Destination::Unix(_) => None,
-        }
-    }
-}
-
 impl fmt::Display for Destination {
     /// `127.0.0.1:5432`, `[::1]:5432`, or `unix:/run/postgresql/.s.PGSQL.5432`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -188,10 +188,9 @@ fn same_uid(proc_dir: &Path, uid: u32) -> bool {
         == Some(uid)
 }
 
-/// Supplementary groups of process `pid` from `/proc/<pid>/status`, if its effective uid is
-/// still `euid` (so a reused pid yields nothing).
-pub fn groups_of(pid: u32, euid: u32) -> Option<Vec<u32>> {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+/// Supplementary groups from a `/proc/<pid>/status` text, if its effective uid is still
+/// `euid` (so a reused pid yields nothing).
+pub fn groups_in(status: &str, euid: u32) -> Option<Vec<u32>> {
     let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name));
     let uids: Vec<u32> = field("Uid:")?
         .split_whitespace()

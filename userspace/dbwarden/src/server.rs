@@ -159,7 +159,7 @@ async fn handle_unix(stream: UnixStream, shared: Arc<Shared>) {
     let cred = AgentCred {
         uid: pc.uid(),
         gid: pc.gid(),
-        groups: identity::groups_of(ident.pid, pc.uid()).unwrap_or_default(),
+        groups: identity::groups_in(&status, pc.uid()).unwrap_or_default(),
         cap_eff,
     };
     let (reached, upstream) =

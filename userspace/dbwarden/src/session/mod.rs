@@ -196,7 +196,7 @@ async fn open(
     let mut from_client = BytesMut::new();
     let mut from_server = BytesMut::new();
     let dst = &ident.original_dst;
-    let proto = match ident.protocol {
+    let (server, proto) = match ident.protocol {
         ProtocolName::Postgres => {
             if let Err(e) = sniff::read_until_decided(
                 &mut client,
@@ -223,15 +223,7 @@ async fn open(
                     "malformed or non-PostgreSQL first packet on a PostgreSQL destination: {e}"
                 ));
             }
-            let server = connect(dst).await?;
-            server.set_nodelay();
-            return Ok(Opened {
-                client,
-                server,
-                proto: ProtocolName::Postgres,
-                from_client,
-                from_server,
-            });
+            (connect(dst).await?, ProtocolName::Postgres)
         }
         ProtocolName::Mysql => {
             let mut server = connect(dst).await?;
@@ -244,46 +236,51 @@ async fn open(
             )
             .await
             .map_err(|e| format!("not MySQL on a MySQL destination: {e}"))?;
-            server.set_nodelay();
-            return Ok(Opened {
-                client,
-                server,
-                proto: ProtocolName::Mysql,
-                from_client,
-                from_server,
-            });
+            (server, ProtocolName::Mysql)
         }
         // A Unix socket the resolver found to be no database: relayed as it is.
         ProtocolName::Unknown if matches!(dst, Destination::Unix(_)) => {
-            let server = connect(dst).await?;
-            return Ok(Opened {
-                client,
-                server,
-                proto: ProtocolName::Unknown,
-                from_client,
-                from_server,
-            });
+            (connect(dst).await?, ProtocolName::Unknown)
         }
-        ProtocolName::Unknown => ProtocolName::Unknown,
+        ProtocolName::Unknown => {
+            let mut server = connect(dst).await?;
+            let proto =
+                settle_plain_port(&mut client, &mut server, &mut from_client, &mut from_server)
+                    .await?;
+            (server, proto)
+        }
     };
-    // A plain TCP port: whoever speaks first decides.
-    let mut server = connect(dst).await?;
     server.set_nodelay();
+    Ok(Opened {
+        client,
+        server,
+        proto,
+        from_client,
+        from_server,
+    })
+}
+
+/// A plain TCP port: whoever speaks first decides. Nothing is relayed until the protocol is
+/// settled: a client that sends part of a packet and waits, or nobody speaking at all, must not
+/// turn into a raw relay to a server that might be PostgreSQL.
+async fn settle_plain_port(
+    client: &mut Stream,
+    server: &mut Stream,
+    from_client: &mut BytesMut,
+    from_server: &mut BytesMut,
+) -> Result<ProtocolName, String> {
     let first = tokio::time::timeout(FIRST_PACKET_TIMEOUT, async {
         tokio::select! {
-            r = client.read_buf(&mut from_client) => r.map(|n| (true, n)),
-            r = server.read_buf(&mut from_server) => r.map(|n| (false, n)),
+            r = client.read_buf(from_client) => r.map(|n| (true, n)),
+            r = server.read_buf(from_server) => r.map(|n| (false, n)),
         }
     })
     .await;
-    // Nothing is relayed until the protocol is settled: a client that sends part of a packet
-    // and waits, or nobody speaking at all, must not turn into a raw relay to a server that
-    // might be PostgreSQL.
-    let proto = match first {
+    match first {
         Ok(Ok((true, n))) if n > 0 => {
             match sniff::read_until_decided(
-                &mut client,
-                &mut from_client,
+                client,
+                from_client,
                 sniff::client_is_postgres,
                 FIRST_PACKET_TIMEOUT,
                 "client",
@@ -292,36 +289,27 @@ async fn open(
             {
                 Ok(()) => {
                     info!("PostgreSQL client on a plain TCP port: handled as a PostgreSQL session");
-                    ProtocolName::Postgres
+                    Ok(ProtocolName::Postgres)
                 }
-                Err(sniff::Undecided::Not(_)) => proto,
+                Err(sniff::Undecided::Not(_)) => Ok(ProtocolName::Unknown),
                 Err(e @ sniff::Undecided::Incomplete(_)) => {
-                    return Err(format!("protocol not settled on a plain TCP port: {e}"))
+                    Err(format!("protocol not settled on a plain TCP port: {e}"))
                 }
             }
         }
         Ok(Ok((false, n))) if n > 0 => {
-            if sniff::server_is_mysql(&from_server) == Looks::Yes {
+            if sniff::server_is_mysql(from_server) == Looks::Yes {
                 info!("MySQL server on a plain TCP port: relayed as MySQL");
-                ProtocolName::Mysql
+                Ok(ProtocolName::Mysql)
             } else {
-                proto
+                Ok(ProtocolName::Unknown)
             }
         }
-        Ok(Ok(_)) => return Err("a peer closed before anything was said".into()),
-        Ok(Err(e)) => return Err(format!("first read: {e}")),
-        Err(_) => {
-            return Err(format!(
-                "nobody spoke within {}s on a plain TCP port",
-                FIRST_PACKET_TIMEOUT.as_secs()
-            ))
-        }
-    };
-    Ok(Opened {
-        client,
-        server,
-        proto,
-        from_client,
-        from_server,
-    })
+        Ok(Ok(_)) => Err("a peer closed before anything was said".into()),
+        Ok(Err(e)) => Err(format!("first read: {e}")),
+        Err(_) => Err(format!(
+            "nobody spoke within {}s on a plain TCP port",
+            FIRST_PACKET_TIMEOUT.as_secs()
+        )),
+    }
 }
