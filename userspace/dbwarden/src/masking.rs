@@ -47,7 +47,17 @@ pub fn mask_output(
             bytes: b,
             changed: false,
         }),
+        ServerOutput::RowDescription { description, raw } => {
+            mask_row_description(masker, &description, raw)
+        }
         ServerOutput::DataRow { row, context } => {
+            if context.description.is_none() {
+                // The proxy describes every portal before it runs: rows without a known
+                // shape mean it lost track, and a binary int8 PAN would pass unseen.
+                return Err(MaskFailure(
+                    "rows arrived before their description; column types are unknown".into(),
+                ));
+            }
             let mut repl: Vec<(usize, MaskedValue)> = Vec::new();
             let rules = copy.row_rules(masker, &context);
             for (i, v) in row.values().enumerate() {
@@ -164,6 +174,34 @@ pub fn mask_output(
             }
         },
     }
+}
+
+fn mask_row_description(
+    masker: &Masker,
+    rd: &dbwarden_wire_pg::RowDescription,
+    raw: Bytes,
+) -> Result<Masked, MaskFailure> {
+    let masked: Vec<std::borrow::Cow<'_, str>> =
+        rd.fields.iter().map(|f| masker.mask_str(&f.name)).collect();
+    if masked
+        .iter()
+        .all(|m| matches!(m, std::borrow::Cow::Borrowed(_)))
+    {
+        return Ok(Masked {
+            bytes: raw,
+            changed: false,
+        });
+    }
+    let mut out = rd.clone();
+    for (f, m) in out.fields.iter_mut().zip(masked) {
+        if let std::borrow::Cow::Owned(m) = m {
+            f.name = m;
+        }
+    }
+    Ok(Masked {
+        bytes: encode(BackendMessage::RowDescription(out))?,
+        changed: true,
+    })
 }
 
 fn mask_cell(

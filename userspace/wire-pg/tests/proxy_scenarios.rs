@@ -380,6 +380,11 @@ fn refusal_of_second_parse_in_a_pipeline() {
 
     h.server(BackendMessage::ParseComplete);
     h.server(BackendMessage::BindComplete);
+    // The Describe the proxy put before the Execute.
+    h.server(BackendMessage::RowDescription(row_desc(
+        &[("?column?", 23)],
+        Format::Text,
+    )));
     h.server(data_row(&[Some(b"1")]));
     h.server(cc("SELECT 1"));
     // The server fails on the marker and discards the rest of the batch.
@@ -562,6 +567,7 @@ fn copy_in_ignores_syncs_sent_during_the_copy() {
     h.send(FrontendMessage::Sync);
     h.server(BackendMessage::ParseComplete);
     h.server(BackendMessage::BindComplete);
+    h.server(BackendMessage::NoData);
     h.server(BackendMessage::CopyInResponse(CopyResponse {
         format: Format::Text,
         column_formats: vec![Format::Text],
@@ -621,6 +627,10 @@ fn error_mid_batch_resyncs_at_sync() {
     // Second batch: rows of an Execute without Describe, text by default.
     h.server(BackendMessage::ParseComplete);
     h.server(BackendMessage::BindComplete);
+    h.server(BackendMessage::RowDescription(row_desc(
+        &[("?column?", 23)],
+        Format::Text,
+    )));
     let ctx = row_ctx(&mut h, &[Some(b"2")]);
     assert_eq!(ctx.format(0), Some(Format::Text));
     assert_eq!(ctx.sql.as_deref(), Some("SELECT 2"));
@@ -779,4 +789,163 @@ fn password_only_during_authentication() {
         ))))
         .unwrap_err();
     assert!(matches!(err, ProxyError::Protocol(_)));
+}
+
+/// The client sends Bind/Execute with no Describe and no described statement: the proxy asks
+/// for the portal's description in the same write, swallows the answer and masks the rows with
+/// it (types and formats known, so a binary int8 PAN cannot pass unseen).
+#[test]
+fn execute_without_any_describe_gets_one_injected() {
+    let mut h = Harness::ready();
+    h.send(parse("", "SELECT pan, cvv FROM cards"));
+    h.send(bind("p1", "", vec![1]));
+    let out = h.send(FrontendMessage::Execute {
+        portal: "p1".into(),
+        max_rows: 1,
+    });
+    let mut buf = bytes::BytesMut::from(&out[..]);
+    let first = dbwarden_wire_pg::frame::split_message(&mut buf, 1 << 20)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        FrontendMessage::parse(&first).unwrap(),
+        FrontendMessage::Describe {
+            kind: Target::Portal,
+            name: "p1".into()
+        }
+    );
+    let second = dbwarden_wire_pg::frame::split_message(&mut buf, 1 << 20)
+        .unwrap()
+        .unwrap();
+    assert!(matches!(
+        FrontendMessage::parse(&second).unwrap(),
+        FrontendMessage::Execute { .. }
+    ));
+    assert!(buf.is_empty());
+    h.send(FrontendMessage::Sync);
+
+    h.server(BackendMessage::ParseComplete);
+    h.server(BackendMessage::BindComplete);
+    let step = h.server(BackendMessage::RowDescription(row_desc(
+        &[("pan", 20), ("cvv", 25)],
+        Format::Binary,
+    )));
+    assert!(
+        matches!(step.output, ServerOutput::Forward(ref b) if b.is_empty()),
+        "the injected Describe's answer is not the client's: {:?}",
+        step.output
+    );
+    assert!(step.events.is_empty());
+    let ctx = row_ctx(
+        &mut h,
+        &[Some(&4_111_111_111_111_111i64.to_be_bytes()), Some(b"123")],
+    );
+    assert_eq!(ctx.field(0).unwrap().type_oid, 20);
+    assert_eq!(ctx.format(0), Some(Format::Binary));
+    assert_eq!(
+        completed(&h.server(BackendMessage::PortalSuspended)),
+        vec![(3, Outcome::Suspended)]
+    );
+    h.server(rfq(TransactionStatus::InTransaction));
+
+    // Resuming the suspended portal needs no second Describe: the shape is remembered.
+    let out = h.send(exec("p1"));
+    assert!(matches!(
+        FrontendMessage::parse(&out).unwrap(),
+        FrontendMessage::Execute { .. }
+    ));
+    h.send(FrontendMessage::Sync);
+    let ctx = row_ctx(&mut h, &[Some(&1i64.to_be_bytes()), Some(b"1")]);
+    assert_eq!(ctx.field(1).unwrap().name, "cvv");
+    h.server(cc("SELECT 2"));
+    h.server(rfq(TransactionStatus::InTransaction));
+    assert_eq!(h.p.outstanding(), 0);
+}
+
+/// A SQL cursor is a portal the proxy never saw bound: Execute of it is described first.
+/// Executing a portal that does not exist fails on the injected Describe; the client sees that
+/// as the Execute's error, once, and the batch resyncs.
+#[test]
+fn cursor_portals_and_missing_portals() {
+    let mut h = Harness::ready();
+    let out = h.send(exec("c1"));
+    let mut buf = bytes::BytesMut::from(&out[..]);
+    let first = dbwarden_wire_pg::frame::split_message(&mut buf, 1 << 20)
+        .unwrap()
+        .unwrap();
+    assert!(matches!(
+        FrontendMessage::parse(&first).unwrap(),
+        FrontendMessage::Describe { .. }
+    ));
+    h.send(FrontendMessage::Sync);
+    let step = h.server(BackendMessage::RowDescription(row_desc(
+        &[("pan", 25)],
+        Format::Text,
+    )));
+    assert!(matches!(step.output, ServerOutput::Forward(ref b) if b.is_empty()));
+    let ctx = row_ctx(&mut h, &[Some(b"4111111111111111")]);
+    assert_eq!(ctx.field(0).unwrap().name, "pan");
+    assert_eq!(ctx.format(0), Some(Format::Text));
+    h.server(cc("FETCH 1"));
+    h.server(rfq(TransactionStatus::InTransaction));
+
+    h.send(exec("nope"));
+    h.send(FrontendMessage::Close {
+        kind: Target::Portal,
+        name: "x".into(),
+    });
+    h.send(FrontendMessage::Sync);
+    let step = h.server(server_error("34000", "portal \"nope\" does not exist"));
+    assert_eq!(error_code(&step), Some("34000".into()));
+    let outcomes = completed(&step);
+    assert_eq!(
+        outcomes.len(),
+        2,
+        "the Execute failed, the Close was skipped: {outcomes:?}"
+    );
+    assert!(matches!(outcomes[0].1, Outcome::Error { .. }));
+    assert_eq!(outcomes[1].1, Outcome::Skipped);
+    h.server(rfq(TransactionStatus::InTransaction));
+    assert_eq!(h.p.outstanding(), 0);
+}
+
+/// A statement described by the client (`Describe S`) needs no injection; its portals keep
+/// the description even after the statement is closed.
+#[test]
+fn described_statement_needs_no_injection_even_after_close() {
+    let mut h = Harness::ready();
+    h.send(parse("s", "SELECT cvv FROM cards"));
+    h.send(FrontendMessage::Describe {
+        kind: Target::Statement,
+        name: "s".into(),
+    });
+    h.send(FrontendMessage::Sync);
+    h.server(BackendMessage::ParseComplete);
+    h.server(BackendMessage::ParameterDescription { types: vec![] });
+    h.server(BackendMessage::RowDescription(row_desc(
+        &[("cvv", 25)],
+        Format::Text,
+    )));
+    h.server(rfq(TransactionStatus::Idle));
+    h.send(q("BEGIN"));
+    h.server(cc("BEGIN"));
+    h.server(rfq(TransactionStatus::InTransaction));
+    h.send(bind("p", "s", vec![]));
+    h.send(FrontendMessage::Close {
+        kind: Target::Statement,
+        name: "s".into(),
+    });
+    let out = h.send(exec("p"));
+    assert!(matches!(
+        FrontendMessage::parse(&out).unwrap(),
+        FrontendMessage::Execute { .. }
+    ));
+    h.send(FrontendMessage::Sync);
+    h.server(BackendMessage::BindComplete);
+    h.server(BackendMessage::CloseComplete);
+    let ctx = row_ctx(&mut h, &[Some(b"123")]);
+    assert_eq!(ctx.field(0).unwrap().name, "cvv");
+    h.server(cc("SELECT 1"));
+    h.server(rfq(TransactionStatus::InTransaction));
+    assert_eq!(h.p.outstanding(), 0);
 }

@@ -117,8 +117,9 @@ impl Proxy {
                 self.client.insert_portal(
                     bind.portal.clone(),
                     PortalRef {
-                        statement: bind.statement.clone(),
+                        statement: Some(bind.statement.clone()),
                         sql: stmt.sql.clone(),
+                        described: stmt.described,
                     },
                     limit,
                 )?;
@@ -141,13 +142,23 @@ impl Proxy {
             FrontendMessage::Describe { kind, name } => {
                 let request = self.next_request();
                 let expect = match kind {
-                    Target::Statement => Expect::DescribeStatement {
-                        stmt: self.client.statement(&name, limit)?.id,
-                        name: name.clone(),
-                    },
-                    Target::Portal => Expect::DescribePortal {
-                        portal: name.clone(),
-                    },
+                    Target::Statement => {
+                        let stmt = self.client.statement(&name, limit)?.id;
+                        if let Some(s) = self.client.statements.get_mut(&name) {
+                            s.described = true;
+                        }
+                        Expect::DescribeStatement {
+                            stmt,
+                            name: name.clone(),
+                        }
+                    }
+                    Target::Portal => {
+                        self.client.portal_described(&name, limit)?;
+                        Expect::DescribePortal {
+                            portal: name.clone(),
+                            injected: false,
+                        }
+                    }
                 };
                 self.push(request, expect)?;
                 Ok(forward(
@@ -163,6 +174,29 @@ impl Proxy {
                 let request = self.next_request();
                 let known = self.client.portals.get(&portal).cloned();
                 let sql = known.as_ref().and_then(|p| p.sql.clone());
+                // Masking needs every column's type and format before the first row: when
+                // the client did not ask (tokio-postgres with an unnamed statement, hand-made
+                // clients), ask ourselves, in the same write, and swallow the answer.
+                let out = if known.as_ref().is_some_and(|p| p.described) {
+                    raw
+                } else {
+                    let describe = FrontendMessage::Describe {
+                        kind: Target::Portal,
+                        name: portal.clone(),
+                    }
+                    .to_bytes()?;
+                    let expect = Expect::DescribePortal {
+                        portal: portal.clone(),
+                        injected: true,
+                    };
+                    if self.push(request, expect)? {
+                        self.client.portal_described(&portal, limit)?;
+                    }
+                    let mut both = bytes::BytesMut::with_capacity(describe.len() + raw.len());
+                    both.extend_from_slice(&describe);
+                    both.extend_from_slice(&raw);
+                    both.freeze()
+                };
                 self.push(
                     request,
                     Expect::Execute {
@@ -171,11 +205,11 @@ impl Proxy {
                     },
                 )?;
                 Ok(forward(
-                    raw,
+                    out,
                     Some(ClientEvent::Execute {
                         request,
                         portal,
-                        statement: known.map(|p| p.statement),
+                        statement: known.and_then(|p| p.statement),
                         sql,
                         max_rows,
                     }),
@@ -332,7 +366,11 @@ impl Proxy {
                     let id = self.client.new_stmt_id();
                     self.client.insert_statement(
                         name.clone(),
-                        StmtRef { id, sql: Some(sql) },
+                        StmtRef {
+                            id,
+                            sql: Some(sql),
+                            described: false,
+                        },
                         limit,
                     )?;
                     (

@@ -26,6 +26,14 @@
 //! those messages), which also drops refusals that will never be reached. Named statements'
 //! row descriptions (from `Describe S`) and portals' result formats (from Bind) are remembered so
 //! rows of a prepared statement executed without Describe still get their context.
+//!
+//! Masking must know every column's type and format before the first row. When an Execute
+//! arrives for a portal whose shape will not be known (neither it nor its statement was
+//! described: an unnamed statement bound and executed directly, a SQL cursor), the proxy puts
+//! `Describe P` in front of it in the same write, queues that under the Execute's request id,
+//! and swallows the answer ([`ServerOutput::Forward`] of no bytes). An error on it (no such
+//! portal) is reported as the Execute's, which is what the server would have said. Rows that
+//! still arrive without a description are a lost-track condition the masker refuses.
 
 mod client;
 mod server;
@@ -387,6 +395,15 @@ pub struct CopyContext {
 pub enum ServerOutput {
     /// Send unchanged: carries no database values (completion tags, descriptions, status...).
     Forward(Bytes),
+    /// A row description: column names come from the query (an alias can be anything the
+    /// agent wrote, or a value of `format()`-built SQL), so mask them; send `raw` when nothing
+    /// changes.
+    RowDescription {
+        /// The description.
+        description: Arc<RowDescription>,
+        /// The message as received.
+        raw: Bytes,
+    },
     /// A result row: mask it (rebuild with [`DataRow::with_values`]) and send it.
     DataRow {
         /// The row.

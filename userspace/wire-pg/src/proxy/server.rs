@@ -8,6 +8,7 @@ use bytes::Bytes;
 use crate::backend::{BackendMessage, CopyResponse, TransactionStatus};
 use crate::error_response::ErrorResponse;
 use crate::frontend::Target;
+use crate::row_description::RowDescription;
 
 use super::state::{Entry, Expect, ServerPortal};
 use super::{
@@ -206,10 +207,11 @@ impl Proxy {
                     });
                 }
                 let p = ServerPortal {
-                    stmt: *stmt,
+                    stmt: Some(*stmt),
                     sql: sql.clone(),
                     formats: formats.clone(),
                     described: None,
+                    stmt_described: self.server.described.get(stmt).cloned().flatten(),
                 };
                 let portal = portal.clone();
                 self.server.portals.insert(portal, p);
@@ -229,32 +231,57 @@ impl Proxy {
                     _ => None,
                 };
                 self.server.bind_name(&name, id);
-                self.server.described.insert(id, desc);
+                self.server.described.insert(id, desc.clone());
                 self.queue.pop();
-                Ok(fwd(raw))
+                Ok(describe_output(desc, raw))
             }
             (
-                Expect::DescribePortal { portal },
+                Expect::DescribePortal { portal, injected },
                 m @ (BackendMessage::RowDescription(_) | BackendMessage::NoData),
             ) => {
+                let injected = *injected;
                 let desc = match m {
                     BackendMessage::RowDescription(rd) => Some(Arc::new(rd)),
                     _ => None,
                 };
-                if let Some(p) = self.server.portals.get_mut(portal) {
-                    p.described = Some(desc);
+                let limit = self.config.max_prepared;
+                match self.server.portals.get_mut(portal) {
+                    Some(p) => p.described = Some(desc.clone()),
+                    None => {
+                        // A portal the proxy never saw bound (a SQL cursor).
+                        if self.server.portals.len() >= limit {
+                            return Err(ProxyError::LimitExceeded {
+                                what: "portals",
+                                limit,
+                            });
+                        }
+                        let p = ServerPortal {
+                            stmt: None,
+                            sql: None,
+                            formats: ResultFormats::Unknown,
+                            described: Some(desc.clone()),
+                            stmt_described: None,
+                        };
+                        let portal = portal.clone();
+                        self.server.portals.insert(portal, p);
+                    }
                 }
                 self.queue.pop();
-                Ok(fwd(raw))
+                if injected {
+                    // The proxy asked, not the client: the client must not see the answer.
+                    return Ok(fwd(Bytes::new()));
+                }
+                Ok(describe_output(desc, raw))
             }
             (Expect::SimpleQuery { sql }, BackendMessage::RowDescription(rd)) => {
+                let rd = Arc::new(rd);
                 self.server.result = Some(Arc::new(ResultContext {
                     request,
                     sql: sql.clone(),
                     formats: ResultFormats::from_description(&rd),
-                    description: Some(Arc::new(rd)),
+                    description: Some(rd.clone()),
                 }));
-                Ok(fwd(raw))
+                Ok(describe_output(Some(rd), raw))
             }
             (Expect::SimpleQuery { .. } | Expect::Execute { .. }, BackendMessage::DataRow(row)) => {
                 let context = match (&self.server.result, &front.expect) {
@@ -394,7 +421,10 @@ impl Proxy {
         let (description, formats) = match &p.described {
             Some(Some(rd)) => (Some(rd.clone()), ResultFormats::from_description(rd)),
             _ => {
-                let desc = self.server.described.get(&p.stmt).cloned().flatten();
+                let desc = p
+                    .stmt
+                    .and_then(|id| self.server.described.get(&id).cloned().flatten())
+                    .or_else(|| p.stmt_described.clone());
                 (desc, p.formats.clone())
             }
         };
@@ -408,6 +438,17 @@ impl Proxy {
 
     fn on_error(&mut self, err: ErrorResponse) -> ServerStep {
         let is_marker = self.is_marker_error(&err);
+        if matches!(
+            self.queue.front(),
+            Some(Entry {
+                expect: Expect::DescribePortal { injected: true, .. },
+                ..
+            })
+        ) {
+            // The Describe the proxy put before an Execute failed (no such portal): to the
+            // client, that is the Execute failing, which is what it would have seen.
+            self.queue.pop();
+        }
         let Some(front) = self.queue.front_mut() else {
             let event = ServerEvent::SessionError {
                 code: err.code().map(str::to_owned),
@@ -435,6 +476,13 @@ impl Proxy {
                 self.server.result = None;
                 self.server.copy = None;
                 for skipped in self.queue.skip_to_sync() {
+                    if matches!(
+                        skipped.expect,
+                        Expect::DescribePortal { injected: true, .. }
+                    ) {
+                        // Its Execute, with the same request id, is reported instead.
+                        continue;
+                    }
                     events.push(ServerEvent::Completed {
                         request: skipped.request,
                         outcome: Outcome::Skipped,
@@ -443,6 +491,17 @@ impl Proxy {
             }
         }
         step(ServerOutput::Error(output), events)
+    }
+}
+
+/// A RowDescription goes out for masking of its names; NoData as it is.
+fn describe_output(desc: Option<Arc<RowDescription>>, raw: Bytes) -> ServerStep {
+    match desc {
+        Some(description) => step(
+            ServerOutput::RowDescription { description, raw },
+            Vec::new(),
+        ),
+        None => fwd(raw),
     }
 }
 

@@ -36,8 +36,9 @@ pub(super) enum Expect {
     },
     /// ParameterDescription then RowDescription or NoData.
     DescribeStatement { name: String, stmt: StmtId },
-    /// RowDescription or NoData.
-    DescribePortal { portal: String },
+    /// RowDescription or NoData. `injected`: sent by the proxy itself before an Execute whose
+    /// row shape it did not know (the reply is swallowed; an error counts as the Execute's).
+    DescribePortal { portal: String, injected: bool },
     /// Rows, then CommandComplete / EmptyQueryResponse / PortalSuspended.
     Execute {
         portal: String,
@@ -184,13 +185,21 @@ impl Queue {
 pub(super) struct StmtRef {
     pub id: StmtId,
     pub sql: Option<Arc<str>>,
+    /// The client sent `Describe S` for it: the server will have told its row shape before
+    /// any portal bound from it runs.
+    pub described: bool,
 }
 
 /// A portal as the client knows it.
 #[derive(Debug, Clone)]
 pub(super) struct PortalRef {
-    pub statement: String,
+    /// The statement it was bound from (`None` for a portal the proxy first saw in a Describe
+    /// or Execute, such as a SQL cursor).
+    pub statement: Option<String>,
     pub sql: Option<Arc<str>>,
+    /// Its row shape will be known before its rows arrive (its statement or itself was
+    /// described): no Describe needs to be injected before Execute.
+    pub described: bool,
 }
 
 /// The client's view, updated when client messages are handled.
@@ -216,6 +225,7 @@ impl ClientView {
         let s = StmtRef {
             id: self.new_stmt_id(),
             sql: None,
+            described: false,
         };
         self.insert_statement(name.to_owned(), s.clone(), limit)?;
         Ok(s)
@@ -235,6 +245,24 @@ impl ClientView {
         }
         self.statements.insert(name, s);
         Ok(())
+    }
+
+    /// The portal's row shape will be known: the client (or the proxy) sent `Describe P`.
+    /// Registers a portal first seen here (a SQL cursor).
+    pub(super) fn portal_described(&mut self, name: &str, limit: usize) -> Result<(), ProxyError> {
+        if let Some(p) = self.portals.get_mut(name) {
+            p.described = true;
+            return Ok(());
+        }
+        self.insert_portal(
+            name.to_owned(),
+            PortalRef {
+                statement: None,
+                sql: None,
+                described: true,
+            },
+            limit,
+        )
     }
 
     pub(super) fn insert_portal(
@@ -257,11 +285,15 @@ impl ClientView {
 /// A portal as the server has confirmed it.
 #[derive(Debug, Clone)]
 pub(super) struct ServerPortal {
-    pub stmt: StmtId,
+    /// The statement it was bound from (`None` for one known only from `Describe P`).
+    pub stmt: Option<StmtId>,
     pub sql: Option<Arc<str>>,
     pub formats: ResultFormats,
     /// From `Describe P`: `Some(None)` = NoData.
     pub described: Option<Option<Arc<RowDescription>>>,
+    /// Its statement's description when it was bound (the statement may be closed or
+    /// replaced while the portal lives on).
+    pub stmt_described: Option<Arc<RowDescription>>,
 }
 
 /// The server's view, updated as responses arrive.
