@@ -229,16 +229,30 @@ pub(crate) fn check_pan(
     end: usize,
     emit: &mut impl FnMut(Range<usize>),
 ) {
-    if whole_stretch_is_pan(&input[start..end]) {
+    // Exemptions of whole tokens that are not card data (see `crate::exempt`); checked only
+    // for hits, which are rare, and for the stretch's first group.
+    let mut emit = |r: Range<usize>| {
+        if !crate::exempt::in_hex_token(input, &r) {
+            emit(r);
+        }
+    };
+    let skip_head = crate::exempt::reference_head(input, start, end);
+    if !skip_head && whole_stretch_is_pan(&input[start..end]) {
         emit(start..end);
     } else {
-        check_pan_groups(input, start, end, emit);
+        check_pan_groups(input, start, end, usize::from(skip_head), &mut emit);
     }
 }
 
 /// The general PAN search of [`check_pan`]: from each digit group, the longest span of whole groups
-/// joined by one separator that is a valid PAN.
-fn check_pan_groups(input: &[u8], start: usize, end: usize, emit: &mut impl FnMut(Range<usize>)) {
+/// joined by one separator that is a valid PAN. Spans start at group `first` or later.
+fn check_pan_groups(
+    input: &[u8],
+    start: usize,
+    end: usize,
+    first: usize,
+    emit: &mut impl FnMut(Range<usize>),
+) {
     // Typical stretches have a handful of groups: keep them on the stack.
     let mut stack = [Group { start: 0, end: 0 }; 20];
     let mut heap: Vec<Group> = Vec::new();
@@ -257,7 +271,7 @@ fn check_pan_groups(input: &[u8], start: usize, end: usize, emit: &mut impl FnMu
     let groups: &[Group] = if heap.is_empty() { &stack[..n] } else { &heap };
     let sep_after = |k: usize| input[groups[k].end];
     let mut digits = [0u8; PAN_MAX];
-    let mut a = 0;
+    let mut a = first;
     while a < n {
         let mut best: Option<usize> = None;
         let mut total = 0;
@@ -477,7 +491,8 @@ pub(crate) fn check_iban(input: &[u8], pos: usize) -> Option<Range<usize>> {
     if input.get(i).is_some_and(|&c| is_iban_char(c)) {
         return None;
     }
-    iban_mod97_ok(&chars).then_some(pos..i)
+    // An uppercase hex digest can hold an IBAN-shaped run that passes mod-97 by chance.
+    (iban_mod97_ok(&chars) && !crate::exempt::in_hex_token(input, &(pos..i))).then_some(pos..i)
 }
 
 #[inline]
@@ -591,7 +606,7 @@ mod tests {
             }
             let (mut fast, mut general) = (Vec::new(), Vec::new());
             check_pan(&s, 0, s.len(), &mut |r| fast.push(r));
-            check_pan_groups(&s, 0, s.len(), &mut |r| general.push(r));
+            check_pan_groups(&s, 0, s.len(), 0, &mut |r| general.push(r));
             proptest::prop_assert_eq!(fast, general);
         }
     }

@@ -32,6 +32,7 @@
 
 pub mod config;
 mod detect;
+mod exempt;
 mod glob;
 pub mod pg;
 mod scan;
