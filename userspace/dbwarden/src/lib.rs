@@ -36,5 +36,6 @@ pub mod privilege;
 pub mod server;
 pub mod session;
 pub mod sessions_cli;
+pub mod startup_policy;
 pub mod unix_listen;
 pub mod unix_resolve;

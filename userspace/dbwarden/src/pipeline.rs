@@ -284,13 +284,18 @@ impl Pipeline {
         d
     }
 
-    fn judge_pg(&self, stmt: &PendingStatement, session: &SessionInfo) -> Decision {
-        let target = Target {
+    /// The PostgreSQL target of a session, as the policy sees it.
+    pub(crate) fn pg_target(session: &SessionInfo) -> Target {
+        Target {
             addr: Some(session.ident.original_dst.to_string()),
             protocol: Protocol::Postgres,
             database: session.database.clone(),
             user: session.db_user.clone(),
-        };
+        }
+    }
+
+    fn judge_pg(&self, stmt: &PendingStatement, session: &SessionInfo) -> Decision {
+        let target = Self::pg_target(session);
         let ident = &*session.policy_ident;
         let verdict = match stmt.kind() {
             StatementKind::Query { sql } | StatementKind::Parse { sql, .. } => {
@@ -331,7 +336,7 @@ impl Pipeline {
         }
     }
 
-    fn log_decision(d: &Decision, session: &SessionInfo) {
+    pub(crate) fn log_decision(d: &Decision, session: &SessionInfo) {
         let verdict = &d.verdict;
         let kinds = || {
             verdict

@@ -45,6 +45,7 @@ mod lexer;
 mod pattern;
 mod policy;
 mod report;
+pub mod startup;
 
 use std::time::Duration;
 

@@ -7,7 +7,23 @@
 /// Parameters other than `options` that are not settings (`user`, `database`, `replication`)
 /// are included too: callers look up what they care about.
 pub fn startup_settings(params: &[(String, String)]) -> Vec<(String, String)> {
-    let mut out = Vec::new();
+    parse_startup(params).settings
+}
+
+/// What a startup packet asks for: its settings, and the words of `options` that are not
+/// settings (server switches such as `-P`, `-d 5`, `-W 30`, or a dangling `-c`), which the
+/// server would apply too.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct StartupRequest {
+    /// Every (name, value) set, as [`startup_settings`] returns them.
+    pub settings: Vec<(String, String)>,
+    /// Words of `options` that are neither `-c name=value` nor `--name=value`.
+    pub other_options: Vec<String>,
+}
+
+/// Splits the startup parameters into [`StartupRequest`].
+pub fn parse_startup(params: &[(String, String)]) -> StartupRequest {
+    let mut out = StartupRequest::default();
     for (k, v) in params {
         if k == "options" {
             let words = split_opts(v);
@@ -22,14 +38,20 @@ pub fn startup_settings(params: &[(String, String)]) -> Vec<(String, String)> {
                 } else {
                     w.strip_prefix("-c")
                 };
-                if let Some((n, val)) = kv.and_then(|s| s.split_once('=')) {
+                match kv.and_then(|s| s.split_once('=')) {
                     // The server treats '-' in option names as '_' (ParseLongOption).
-                    out.push((n.replace('-', "_").to_ascii_lowercase(), val.to_owned()));
+                    Some((n, val)) => out
+                        .settings
+                        .push((n.replace('-', "_").to_ascii_lowercase(), val.to_owned())),
+                    None => out.other_options.push(match kv {
+                        Some(kv) if w == "-c" => format!("-c {kv}"),
+                        _ => w.clone(),
+                    }),
                 }
                 i += 1;
             }
         } else {
-            out.push((k.to_ascii_lowercase(), v.clone()));
+            out.settings.push((k.to_ascii_lowercase(), v.clone()));
         }
     }
     out
@@ -81,5 +103,14 @@ mod tests {
         assert!(s.contains(&p("standard_conforming_strings", "off")));
         assert!(s.contains(&p("search_path", "a b")));
         assert!(s.contains(&p("user", "app")));
+    }
+
+    #[test]
+    fn other_switches_are_reported() {
+        let r = parse_startup(&[p("options", "-P -d 5 -c work_mem=1MB -c nope --x")]);
+        assert_eq!(r.settings, vec![p("work_mem", "1MB")]);
+        assert_eq!(r.other_options, ["-P", "-d", "5", "-c nope", "--x"]);
+        let r = parse_startup(&[p("options", "-c")]);
+        assert_eq!(r.other_options, ["-c"]);
     }
 }

@@ -363,6 +363,26 @@ async fn client_to_server(
                         }
                     }
                 }
+                let session = i.clone();
+                drop(i);
+                if let Err(refusal) =
+                    crate::startup_policy::judge_startup(&shared.pipeline, params, &session)
+                {
+                    warn!(reason = %refusal.message, "refusing the startup packet");
+                    if let (Some(r), Some((sql, v))) = (rec.get(), &refusal.judged) {
+                        let tags = &v.tags;
+                        r.decided(
+                            0,
+                            sql,
+                            dbwarden_record::Action::Deny,
+                            Some(&v.rule),
+                            Some(&refusal.message),
+                            tags,
+                        );
+                    }
+                    close_with(&cw, ErrorResponse::new("FATAL", "42501", refusal.message)).await;
+                    return Err("startup parameters refused by policy".into());
+                }
             }
             if let Some(r) = rec.get() {
                 match &step.event {
