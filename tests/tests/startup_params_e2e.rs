@@ -16,7 +16,8 @@ const T: Duration = Duration::from_secs(60);
 /// psql through the daemon with `PGOPTIONS`, recording `current_user` into `seen` first.
 fn psql_with_options(d: &Daemon, db: &str, options: &str, sql: &str) -> std::process::Output {
     let mut c = psql_cmd(Some(d), db);
-    c.env("PGOPTIONS", options).args(["-v", "ON_ERROR_STOP=1", "-c", sql]);
+    c.env("PGOPTIONS", options)
+        .args(["-v", "ON_ERROR_STOP=1", "-c", sql]);
     output_timeout(c, None, T)
 }
 
@@ -81,17 +82,27 @@ fn startup_settings_follow_the_policy() {
     for opts in ["-P", "-d 5", "-c"] {
         let out = psql_with_options(&d, &db.name, opts, record);
         assert!(!out.status.success(), "{opts}: {}", all(&out));
-        assert!(all(&out).contains("is not allowed"), "{opts}: {}", all(&out));
+        assert!(
+            all(&out).contains("is not allowed"),
+            "{opts}: {}",
+            all(&out)
+        );
     }
     // The same parameters straight in the startup packet.
-    for kv in [format!("role={role}"), format!("session_authorization={role}")] {
+    for kv in [
+        format!("role={role}"),
+        format!("session_authorization={role}"),
+    ] {
         let mut c = d.agent("python3");
         c.args(["-c", PY_RAW, &db.name, &kv]);
         let out = output_timeout(c, None, T);
         let text = stdout(&out);
         assert!(text.contains("42501"), "{kv}: {text}");
         assert!(text.contains("refused"), "{kv}: {text}");
-        assert!(!text.contains("Z\0\0\0\x05I"), "{kv}: the session must not start: {text}");
+        assert!(
+            !text.contains("Z\0\0\0\x05I"),
+            "{kv}: the session must not start: {text}"
+        );
     }
     // Nothing ran as the role: the table is empty.
     assert_eq!(psql_direct(&db.name, "select count(*) from seen"), "0");
@@ -114,7 +125,10 @@ fn startup_settings_follow_the_policy() {
     let dir = sessions_dir(&d);
     let mut shown = String::new();
     for f in session_files(&dir) {
-        shown.push_str(&all_text(&sessions_cli(&dir, &["show", &f.to_string_lossy()])));
+        shown.push_str(&all_text(&sessions_cli(
+            &dir,
+            &["show", &f.to_string_lossy()],
+        )));
     }
     assert!(
         shown.matches("no-role-management").count() >= 6,

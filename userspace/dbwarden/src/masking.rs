@@ -7,9 +7,10 @@
 
 use bytes::{Bytes, BytesMut};
 use dbwarden_mask::{
-    pg::{self, CopyFormat, MaskedValue},
+    pg::{self, CopyFormat, CopyKind, MaskedValue},
     Masker,
 };
+use dbwarden_policy::copy::{CopyFormatKind, CopyOut};
 use dbwarden_wire_pg::{
     backend::NotificationResponse,
     proxy::{CopyContext, ResultContext, ServerOutput},
@@ -36,11 +37,12 @@ fn encode(m: BackendMessage) -> Result<Bytes, MaskFailure> {
 }
 
 /// Masks one server output. `Forward` passes through untouched. `copy` caches the column rules
-/// of the COPY in progress.
+/// of the COPY in progress; `shapes` says how a COPY's data is laid out.
 pub fn mask_output(
     masker: &Masker,
     out: ServerOutput,
     copy: &mut CopyRules,
+    shapes: &dyn CopyShapes,
 ) -> Result<Masked, MaskFailure> {
     match out {
         ServerOutput::Forward(b) => Ok(Masked {
@@ -89,7 +91,7 @@ pub fn mask_output(
             })
         }
         ServerOutput::CopyData { data, raw, context } => {
-            match mask_copy(masker, &context, &data, copy)? {
+            match mask_copy(masker, &context, &data, copy, shapes)? {
                 None => Ok(Masked {
                     bytes: raw,
                     changed: false,
@@ -245,85 +247,85 @@ fn dbwarden_mask_safe_name(s: &str) -> String {
     s.chars().filter(|c| !c.is_control()).take(64).collect()
 }
 
-fn copy_format(ctx: &CopyContext) -> CopyFormat {
-    if ctx.format == Format::Binary {
-        return CopyFormat::Binary;
-    }
-    let sql = ctx.sql.as_deref().unwrap_or("").to_ascii_lowercase();
-    if sql.contains("csv") {
-        CopyFormat::CSV
-    } else {
-        CopyFormat::TEXT
+/// Where the shape of a COPY comes from: the analysis the policy judged it by.
+pub trait CopyShapes {
+    /// The `ordinal`-th `COPY ... TO STDOUT` of `sql`.
+    ///
+    /// # Errors
+    /// Not found, or options the masker cannot honour.
+    fn copy_shape(&self, sql: &str, ordinal: usize) -> Result<CopyOut, String>;
+}
+
+impl CopyShapes for dbwarden_policy::Engine {
+    fn copy_shape(&self, sql: &str, ordinal: usize) -> Result<CopyOut, String> {
+        self.copy_out(sql, dbwarden_policy::Dialect::Postgres, ordinal)
     }
 }
 
-/// Column rules for the fields of a COPY TO STDOUT, by position, from the statement text:
-/// `COPY t (a, b)` names its columns; `COPY (SELECT a, x AS b ...)` names them through plain
-/// column references and aliases. `None` when the fields cannot be named — a bare `COPY t`, a
-/// `*` in the query, unparseable text — so column rules (CVV!) could not be applied: the caller
-/// fails closed.
-pub fn copy_rules(
+/// How to read one COPY stream: its format and each field's column rule.
+struct CopyPlan {
+    format: CopyFormat,
+    rules: Vec<Option<dbwarden_mask::Strategy>>,
+    /// The next chunk is the header row (column names: scanned, no column rules).
+    header_pending: bool,
+}
+
+fn copy_plan(
     masker: &Masker,
-    sql: Option<&str>,
-) -> Option<Vec<Option<dbwarden_mask::Strategy>>> {
-    use sqlparser::ast::{CopySource, Expr, SelectItem, SetExpr, Statement};
-    let stmts =
-        sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::PostgreSqlDialect {}, sql?)
-            .ok()?;
-    let Some(Statement::Copy {
-        source, to: true, ..
-    }) = stmts.first()
-    else {
-        return None;
-    };
-    match source {
-        CopySource::Table {
-            table_name,
-            columns,
-        } => {
-            if columns.is_empty() {
-                return None;
-            }
-            let table = table_name
-                .0
-                .last()
-                .map(|p| p.to_string().trim_matches('"').to_string());
-            Some(
-                columns
-                    .iter()
-                    .map(|c| masker.column_rule(table.as_deref(), &c.value))
-                    .collect(),
-            )
-        }
-        CopySource::Query(q) => match q.body.as_ref() {
-            SetExpr::Select(sel) => sel
-                .projection
-                .iter()
-                .map(|item| match item {
-                    SelectItem::UnnamedExpr(Expr::Identifier(i)) => {
-                        Some(masker.column_rule(None, &i.value))
-                    }
-                    SelectItem::UnnamedExpr(Expr::CompoundIdentifier(v)) => {
-                        Some(v.last().and_then(|i| masker.column_rule(None, &i.value)))
-                    }
-                    SelectItem::ExprWithAlias { alias, .. } => {
-                        Some(masker.column_rule(None, &alias.value))
-                    }
-                    SelectItem::UnnamedExpr(_) => Some(None),
-                    _ => None, // `*`, `t.*`: the fields are unknown
-                })
-                .collect(),
-            _ => None,
-        },
+    ctx: &CopyContext,
+    shapes: &dyn CopyShapes,
+) -> Result<CopyPlan, String> {
+    if ctx.format == Format::Binary {
+        return Ok(CopyPlan {
+            format: CopyFormat::binary(),
+            rules: Vec::new(),
+            header_pending: false,
+        });
     }
+    let sql = ctx
+        .sql
+        .as_deref()
+        .ok_or("COPY data of a statement dbwarden did not see")?;
+    let shape = shapes.copy_shape(sql, ctx.ordinal)?;
+    if let Some(e) = &shape.encoding {
+        if dbwarden_policy::encoding::unsafe_client_encoding(e) {
+            return Err("COPY ENCODING with quote or backslash trailing bytes".into());
+        }
+    }
+    let columns = shape.columns.ok_or(
+        "COPY TO STDOUT without named columns: column rules cannot be applied; list the columns, e.g. COPY t (a, b) TO STDOUT or COPY (SELECT a, b FROM t) TO STDOUT",
+    )?;
+    let kind = match shape.format {
+        CopyFormatKind::Text => CopyKind::Text,
+        CopyFormatKind::Csv => CopyKind::Csv,
+        CopyFormatKind::Binary => CopyKind::Binary,
+    };
+    Ok(CopyPlan {
+        format: CopyFormat {
+            kind,
+            delimiter: shape.delimiter,
+            quote: shape.quote,
+            escape: shape.escape,
+            null: shape.null.into_bytes(),
+        },
+        rules: columns
+            .iter()
+            .map(|c| {
+                c.as_ref()
+                    .and_then(|c| masker.column_rule(c.table.as_deref(), &c.column))
+            })
+            .collect(),
+        header_pending: shape.header,
+    })
 }
 
-/// Per-session cache of column rules: those of the COPY in progress (parsed once per COPY, not
-/// per row) and those of the last row description (glob matching once per result, not per cell).
+/// Per-session cache of column rules: the plan of the COPY in progress (made once per COPY,
+/// not per row) and the rules of the last row description (glob matching once per result, not
+/// per cell).
 #[derive(Default)]
 pub struct CopyRules {
-    request: Option<u64>,
-    rules: Option<Vec<Option<dbwarden_mask::Strategy>>>,
+    copy: Option<std::sync::Arc<CopyContext>>,
+    plan: Option<Result<CopyPlan, String>>,
     row_desc: Option<std::sync::Arc<dbwarden_wire_pg::RowDescription>>,
     row_rules: Vec<Option<dbwarden_mask::Strategy>>,
 }
@@ -366,42 +368,89 @@ impl CopyRules {
 
 fn mask_copy(
     masker: &Masker,
-    ctx: &CopyContext,
+    ctx: &std::sync::Arc<CopyContext>,
     data: &[u8],
     cache: &mut CopyRules,
+    shapes: &dyn CopyShapes,
 ) -> Result<Option<Vec<u8>>, MaskFailure> {
-    let fmt = copy_format(ctx);
-    if cache.request != Some(ctx.request.0) {
-        cache.request = Some(ctx.request.0);
-        cache.rules = copy_rules(masker, ctx.sql.as_deref());
+    if !cache
+        .copy
+        .as_ref()
+        .is_some_and(|c| std::sync::Arc::ptr_eq(c, ctx))
+    {
+        cache.copy = Some(ctx.clone());
+        cache.plan = Some(copy_plan(masker, ctx, shapes));
     }
-    let Some(rules) = &cache.rules else {
-        return Err(MaskFailure(
-            "COPY TO STDOUT without named columns: column rules cannot be applied; list the columns, e.g. COPY t (a, b) TO STDOUT or COPY (SELECT a, b FROM t) TO STDOUT".into(),
-        ));
+    let plan = match cache.plan.as_mut() {
+        Some(Ok(p)) => p,
+        Some(Err(e)) => return Err(MaskFailure(e.clone())),
+        None => return Err(MaskFailure("no COPY plan".into())),
     };
-    pg::mask_copy_data(masker, data, fmt, rules).map_err(|e| MaskFailure(format!("COPY data: {e}")))
+    let rules: &[Option<dbwarden_mask::Strategy>] = if plan.header_pending {
+        plan.header_pending = false;
+        &[]
+    } else {
+        &plan.rules
+    };
+    pg::mask_copy_data(masker, data, &plan.format, rules)
+        .map_err(|e| MaskFailure(format!("COPY data: {e}")))
 }
 
 #[cfg(test)]
 mod copy_tests {
     use super::*;
     use dbwarden_mask::MaskConfig;
+    use dbwarden_wire_pg::proxy::RequestId;
+
+    fn engine() -> dbwarden_policy::Engine {
+        dbwarden_policy::Engine::new(
+            dbwarden_policy::Policy::parse("[policy]\nname = \"t\"\ndefault = \"allow\"\n", "t")
+                .unwrap(),
+        )
+    }
+
+    fn ctx(sql: &str, ordinal: usize) -> std::sync::Arc<CopyContext> {
+        std::sync::Arc::new(CopyContext {
+            request: RequestId(1),
+            sql: Some(sql.into()),
+            format: Format::Text,
+            column_formats: std::sync::Arc::from(Vec::new()),
+            both: false,
+            ordinal,
+        })
+    }
+
+    fn mask(sql: &str, ordinal: usize, rows: &[&[u8]]) -> Result<Vec<Vec<u8>>, MaskFailure> {
+        let m = Masker::new(&MaskConfig::from_policy_toml("", "t").unwrap(), [0; 32]).unwrap();
+        let (e, c) = (engine(), ctx(sql, ordinal));
+        let mut cache = CopyRules::default();
+        rows.iter()
+            .map(|r| mask_copy(&m, &c, r, &mut cache, &e).map(|o| o.unwrap_or_else(|| r.to_vec())))
+            .collect()
+    }
 
     #[test]
     fn copy_columns_are_named_or_refused() {
-        let m = Masker::new(&MaskConfig::from_policy_toml("", "t").unwrap(), [0; 32]).unwrap();
-        assert!(copy_rules(&m, Some("COPY cards TO STDOUT")).is_none());
-        assert!(copy_rules(&m, Some("COPY (SELECT * FROM cards) TO STDOUT")).is_none());
-        let r = copy_rules(&m, Some("COPY cards (id, cvv) TO STDOUT")).unwrap();
-        assert!(r[0].is_none() && r[1].is_some());
-        let r = copy_rules(
-            &m,
-            Some("COPY (SELECT id, x AS cvv, upper(n) FROM t) TO STDOUT WITH (FORMAT csv)"),
+        assert!(mask("COPY cards TO STDOUT", 0, &[b"1\n"]).is_err());
+        assert!(mask("COPY (SELECT * FROM cards) TO STDOUT", 0, &[b"1\n"]).is_err());
+        let out = mask("COPY cards (id, cvv) TO STDOUT", 0, &[b"1\t123\n"]).unwrap();
+        assert_ne!(out[0], b"1\t123\n");
+        // Options come from the statement: a ';'-delimited CSV with a header row.
+        let out = mask(
+            "COPY (SELECT id, x AS cvv, upper(n) FROM t) TO STDOUT WITH (FORMAT csv, DELIMITER ';', HEADER)",
+            0,
+            &[b"id;cvv;upper\n", b"1;123;AB\n"],
         )
         .unwrap();
-        assert_eq!(r.len(), 3);
-        assert!(r[1].is_some() && r[2].is_none());
+        assert_eq!(out[0], b"id;cvv;upper\n", "the header is not a row");
+        assert!(out[1].starts_with(b"1;\"") && !out[1].windows(3).any(|w| w == b"123"));
+        // The second COPY of a query string gets its own columns.
+        let sql = "COPY (SELECT id, note FROM t) TO STDOUT; COPY (SELECT cvv FROM t) TO STDOUT";
+        assert_eq!(mask(sql, 0, &[b"1\t123\n"]).unwrap()[0], b"1\t123\n");
+        assert_ne!(mask(sql, 1, &[b"123\n"]).unwrap()[0], b"123\n");
+        assert!(mask(sql, 2, &[b"123\n"]).is_err());
+        // An encoding whose trailing bytes can be a backslash is not read.
+        assert!(mask("COPY t (a) TO STDOUT (ENCODING 'SJIS')", 0, &[b"1\n"]).is_err());
     }
 }
 
@@ -417,6 +466,13 @@ mod tests {
     };
 
     use super::*;
+
+    struct NoCopies;
+    impl CopyShapes for NoCopies {
+        fn copy_shape(&self, _: &str, _: usize) -> Result<CopyOut, String> {
+            Err("no COPY here".into())
+        }
+    }
 
     fn masker() -> Masker {
         let cfg = MaskConfig::from_policy_toml("", "test").unwrap();
@@ -478,6 +534,7 @@ mod tests {
             &m,
             ServerOutput::DataRow { row, context: ctx },
             &mut CopyRules::default(),
+            &NoCopies,
         )
         .unwrap();
         assert!(out.changed);
@@ -503,7 +560,13 @@ mod tests {
             "duplicate key value violates unique constraint",
         )
         .with_detail("Key (pan)=(4111111111111111) already exists.");
-        let out = mask_output(&m, ServerOutput::Error(e), &mut CopyRules::default()).unwrap();
+        let out = mask_output(
+            &m,
+            ServerOutput::Error(e),
+            &mut CopyRules::default(),
+            &NoCopies,
+        )
+        .unwrap();
         assert!(out.changed);
         let text = String::from_utf8_lossy(&out.bytes);
         assert!(!text.contains("4111111111111111"), "{text}");

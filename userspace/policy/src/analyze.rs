@@ -77,6 +77,9 @@ pub struct StatementFacts {
     pub reads: Vec<(Name, Option<u64>)>,
     /// Why the statement could not be analysed (contains no SQL text).
     pub parse_error: Option<String>,
+    /// For a `COPY ... TO STDOUT`: the stream's format, options and column names, or why the
+    /// masker cannot read it.
+    pub copy_out: Option<Result<crate::copy::CopyOut, String>>,
 }
 
 /// Functions whose argument is a query string the server runs, beyond the
@@ -1119,6 +1122,12 @@ impl Collector<'_> {
             Statement::Copy {
                 source, to, target, ..
             } => {
+                if self.stack.len() == 1 {
+                    // Options are literals: the normalised text would share one analysis
+                    // between `DELIMITER ','` and `DELIMITER ';'`.
+                    self.f.copy_out = crate::copy::copy_out(st);
+                    self.cacheable = false;
+                }
                 let k = match (target, *to) {
                     (CopyTarget::Stdout, _) => Kind::CopyToStdout,
                     (CopyTarget::Stdin, _) => Kind::CopyFromStdin,

@@ -215,6 +215,28 @@ impl Engine {
         (a, false)
     }
 
+    /// The shape of the `ordinal`-th (0-based) `COPY ... TO STDOUT` of `sql`, from the same
+    /// analysis the verdict came from (a COPY analysis is never shared between texts).
+    ///
+    /// # Errors
+    /// No such COPY in `sql`, or options the masker cannot honour.
+    pub fn copy_out(
+        &self,
+        sql: &str,
+        dialect: Dialect,
+        ordinal: usize,
+    ) -> Result<crate::copy::CopyOut, String> {
+        let policy = self.policy();
+        let (analysis, _) = self.analysis(sql, dialect, &policy);
+        analysis
+            .statements
+            .iter()
+            .filter_map(|f| f.copy_out.as_ref())
+            .nth(ordinal)
+            .cloned()
+            .unwrap_or_else(|| Err("the COPY statement could not be identified".into()))
+    }
+
     /// Judges every statement of `sql` (one simple-query message) and
     /// combines the results. Never fails: unparseable input is judged by the
     /// policy's `on_parse_error` (deny by default).

@@ -37,6 +37,7 @@
 
 mod analyze;
 mod cache;
+pub mod copy;
 pub mod encoding;
 mod engine;
 mod fold;

@@ -607,6 +607,7 @@ async fn server_to_client(mut sr: OwnedReadHalf, legs: Legs) -> Result<(), Strin
                 &shared.pipeline.masker(),
                 step.output,
                 &mut copy_rules,
+                &shared.pipeline.engine,
             ) {
                 Ok(m) => {
                     if let (Some(ctx), Some(r)) = (row_ctx, r) {

@@ -11,33 +11,66 @@ use super::{decode_bytea_text, encode_bytea_text, ByteaForm};
 use crate::strategy::{self, Mode};
 use crate::{MaskError, Masker, Strategy};
 
-/// Format of a COPY TO STDOUT stream (from the COPY statement's options).
+/// Layout of a COPY TO STDOUT stream, from the COPY statement's options.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CopyFormat {
-    /// `FORMAT text` (default delimiter tab).
-    Text {
-        /// Field delimiter.
-        delimiter: u8,
-    },
-    /// `FORMAT csv` (default delimiter `,`, quote `"`).
-    Csv {
-        /// Field delimiter.
-        delimiter: u8,
-        /// Quote character.
-        quote: u8,
-    },
+pub enum CopyKind {
+    /// `FORMAT text`.
+    Text,
+    /// `FORMAT csv`.
+    Csv,
     /// `FORMAT binary`: always refused.
     Binary,
 }
 
+/// Format and options of a COPY TO STDOUT stream (`FORMAT`, `DELIMITER`, `QUOTE`, `ESCAPE`,
+/// `NULL`; `HEADER` is the caller's: it passes no column rules for the header row).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CopyFormat {
+    /// Text, CSV or binary.
+    pub kind: CopyKind,
+    /// Field delimiter (text: tab, CSV: `,`).
+    pub delimiter: u8,
+    /// CSV quote character (`"`).
+    pub quote: u8,
+    /// CSV escape character inside quotes (defaults to the quote: doubled quotes).
+    pub escape: u8,
+    /// How NULL is written (text: `\N`, CSV: an unquoted empty field).
+    pub null: Vec<u8>,
+}
+
 impl CopyFormat {
     /// PostgreSQL's default text format.
-    pub const TEXT: CopyFormat = CopyFormat::Text { delimiter: b'\t' };
+    #[must_use]
+    pub fn text() -> CopyFormat {
+        CopyFormat {
+            kind: CopyKind::Text,
+            delimiter: b'\t',
+            quote: b'"',
+            escape: b'"',
+            null: b"\\N".to_vec(),
+        }
+    }
+
     /// PostgreSQL's default CSV format.
-    pub const CSV: CopyFormat = CopyFormat::Csv {
-        delimiter: b',',
-        quote: b'"',
-    };
+    #[must_use]
+    pub fn csv() -> CopyFormat {
+        CopyFormat {
+            kind: CopyKind::Csv,
+            delimiter: b',',
+            quote: b'"',
+            escape: b'"',
+            null: Vec::new(),
+        }
+    }
+
+    /// Binary COPY.
+    #[must_use]
+    pub fn binary() -> CopyFormat {
+        CopyFormat {
+            kind: CopyKind::Binary,
+            ..CopyFormat::text()
+        }
+    }
 }
 
 /// Mask one `CopyData` chunk of whole rows. `rules[i]` is the column rule of field `i` (shorter slices
@@ -49,10 +82,10 @@ impl CopyFormat {
 pub fn mask_copy_data(
     m: &Masker,
     chunk: &[u8],
-    format: CopyFormat,
+    format: &CopyFormat,
     rules: &[Option<Strategy>],
 ) -> Result<Option<Vec<u8>>, MaskError> {
-    if format == CopyFormat::Binary {
+    if format.kind == CopyKind::Binary {
         return Err(MaskError::Uninspectable(
             "binary COPY output cannot be inspected for cardholder data; use FORMAT text or csv",
         ));
@@ -71,10 +104,10 @@ pub fn mask_copy_data(
     while start < chunk.len() {
         let end = row_end(chunk, start, format)?;
         let row = &chunk[start..end];
-        let masked = match format {
-            CopyFormat::Text { delimiter } => text_row(m, row, delimiter, rules)?,
-            CopyFormat::Csv { delimiter, quote } => csv_row(m, row, delimiter, quote, rules)?,
-            CopyFormat::Binary => None,
+        let masked = match format.kind {
+            CopyKind::Text => text_row(m, row, format, rules)?,
+            CopyKind::Csv => csv_row(m, row, format, rules)?,
+            CopyKind::Binary => None,
         };
         let row_bytes = masked.as_deref().unwrap_or(row);
         let scanned = m.mask_mode(row_bytes, Mode::Text);
@@ -87,14 +120,30 @@ pub fn mask_copy_data(
 }
 
 /// Index of the newline ending the row that starts at `start` (CSV quotes may hold newlines).
-fn row_end(chunk: &[u8], start: usize, format: CopyFormat) -> Result<usize, MaskError> {
+fn row_end(chunk: &[u8], start: usize, format: &CopyFormat) -> Result<usize, MaskError> {
+    let (quote, escape) = (format.quote, format.escape);
+    let csv = format.kind == CopyKind::Csv;
     let mut in_quote = false;
-    for (i, &b) in chunk.iter().enumerate().skip(start) {
-        match format {
-            CopyFormat::Csv { quote, .. } if b == quote => in_quote = !in_quote,
-            _ if b == b'\n' && !in_quote => return Ok(i),
-            _ => {}
+    let mut i = start;
+    while i < chunk.len() {
+        let b = chunk[i];
+        if csv && in_quote {
+            if b == escape
+                && escape != quote
+                && chunk.get(i + 1).is_some_and(|&n| n == quote || n == escape)
+            {
+                i += 2;
+                continue;
+            }
+            if b == quote {
+                in_quote = false;
+            }
+        } else if csv && b == quote {
+            in_quote = true;
+        } else if b == b'\n' {
+            return Ok(i);
         }
+        i += 1;
     }
     Err(MaskError::Malformed {
         what: "COPY csv",
@@ -161,9 +210,10 @@ fn encode_text_field(f: &[u8], delimiter: u8, out: &mut Vec<u8>) {
 fn text_row(
     m: &Masker,
     row: &[u8],
-    delimiter: u8,
+    format: &CopyFormat,
     rules: &[Option<Strategy>],
 ) -> Result<Option<Vec<u8>>, MaskError> {
+    let delimiter = format.delimiter;
     let fields = text_fields(row, delimiter);
     let mut out = Vec::with_capacity(row.len());
     let mut any = false;
@@ -173,14 +223,14 @@ fn text_row(
         }
         let field = &row[s..e];
         let rule = rules.get(k).copied().flatten();
-        if field == b"\\N" {
+        if field == format.null.as_slice() {
             out.extend_from_slice(field);
             continue;
         }
         if let Some(r) = rule {
             any = true;
             if r == Strategy::Null {
-                out.extend_from_slice(b"\\N");
+                out.extend_from_slice(&format.null);
             } else {
                 let mut masked = Vec::new();
                 strategy::apply(
@@ -218,10 +268,10 @@ fn text_row(
 fn csv_row(
     m: &Masker,
     row: &[u8],
-    delimiter: u8,
-    quote: u8,
+    format: &CopyFormat,
     rules: &[Option<Strategy>],
 ) -> Result<Option<Vec<u8>>, MaskError> {
+    let (delimiter, quote, escape) = (format.delimiter, format.quote, format.escape);
     if rules.iter().all(Option::is_none) {
         return Ok(None);
     }
@@ -240,8 +290,16 @@ fn csv_row(
                     reason: "unterminated quoted field",
                 })?;
                 i += 1;
-                if c == quote {
-                    if row.get(i) == Some(&quote) {
+                if c == escape && escape != quote {
+                    match row.get(i) {
+                        Some(&n) if n == quote || n == escape => {
+                            content.push(n);
+                            i += 1;
+                        }
+                        _ => content.push(c),
+                    }
+                } else if c == quote {
+                    if escape == quote && row.get(i) == Some(&quote) {
                         content.push(quote);
                         i += 1;
                     } else {
@@ -258,18 +316,22 @@ fn csv_row(
             }
         }
         let raw = &row[start..i];
-        let unquoted_empty = raw.is_empty();
+        // An unquoted field equal to the NULL string is NULL.
+        let is_null = raw == format.null.as_slice();
         match rules.get(k).copied().flatten() {
-            Some(_) if unquoted_empty => out.extend_from_slice(raw),
-            Some(Strategy::Null) => any = true,
+            Some(_) if is_null => out.extend_from_slice(raw),
+            Some(Strategy::Null) => {
+                any = true;
+                out.extend_from_slice(&format.null);
+            }
             Some(r) => {
                 any = true;
                 let mut masked = Vec::new();
                 strategy::apply(r, Mode::Text, &content, m.key(), None, &mut masked);
                 out.push(quote);
                 for b in masked {
-                    if b == quote {
-                        out.push(quote);
+                    if b == quote || (escape != quote && b == escape) {
+                        out.push(escape);
                     }
                     out.push(b);
                 }

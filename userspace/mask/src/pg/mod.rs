@@ -21,7 +21,7 @@
 mod copy;
 mod numeric;
 
-pub use copy::{mask_copy_data, CopyFormat};
+pub use copy::{mask_copy_data, CopyFormat, CopyKind};
 
 use crate::strategy::{self, mac_digit, Mode};
 use crate::{Finding, MaskError, Masker, Strategy};

@@ -403,7 +403,7 @@ fn copy_text_and_csv() {
     let out = mask_copy_data(
         &m,
         chunk,
-        CopyFormat::TEXT,
+        &CopyFormat::text(),
         &[None, None, Some(Strategy::Redact)],
     )
     .expect("ok")
@@ -412,17 +412,17 @@ fn copy_text_and_csv() {
         out,
         b"1\t************1111\t***\t\\N\n2\tbob\t***\tx\n".to_vec()
     );
-    assert!(mask_copy_data(&m, b"1\t2", CopyFormat::TEXT, &[]).is_err());
-    assert!(mask_copy_data(&m, b"x\n", CopyFormat::Binary, &[]).is_err());
+    assert!(mask_copy_data(&m, b"1\t2", &CopyFormat::text(), &[]).is_err());
+    assert!(mask_copy_data(&m, b"x\n", &CopyFormat::binary(), &[]).is_err());
     assert_eq!(
-        mask_copy_data(&m, b"1\tok\n", CopyFormat::TEXT, &[]),
+        mask_copy_data(&m, b"1\tok\n", &CopyFormat::text(), &[]),
         Ok(None)
     );
     let csv = b"1,\"4111 1111 1111 1111\",\"12\"\"3\",\n";
     let out = mask_copy_data(
         &m,
         csv,
-        CopyFormat::CSV,
+        &CopyFormat::csv(),
         &[None, None, Some(Strategy::Redact), Some(Strategy::Redact)],
     )
     .expect("ok")
@@ -433,12 +433,53 @@ fn copy_text_and_csv() {
     let mut row = b"\\".to_vec();
     row.extend_from_slice(&hex);
     row.push(b'\n');
-    let out = mask_copy_data(&m, &row, CopyFormat::TEXT, &[])
+    let out = mask_copy_data(&m, &row, &CopyFormat::text(), &[])
         .expect("ok")
         .expect("changed");
     let (dec, _) =
         decode_bytea_text(&decode_text_field_for_test(&out[..out.len() - 1])).expect("hex");
     assert_eq!(dec, b"************1111");
+}
+
+#[test]
+fn copy_options_delimiter_null_escape() {
+    let m = masker();
+    // DELIMITER '|', NULL 'nil': the CVV is the third field, NULL stays NULL.
+    let f = CopyFormat {
+        delimiter: b'|',
+        null: b"nil".to_vec(),
+        ..CopyFormat::text()
+    };
+    let rules = [None, None, Some(Strategy::Redact)];
+    let out = mask_copy_data(&m, b"1|a\tb|123\n2|x|nil\n", &f, &rules)
+        .expect("ok")
+        .expect("changed");
+    assert_eq!(out, b"1|a\tb|***\n2|x|nil\n".to_vec());
+    let out = mask_copy_data(&m, b"1|x|123\n", &f, &[None, None, Some(Strategy::Null)])
+        .expect("ok")
+        .expect("changed");
+    assert_eq!(out, b"1|x|nil\n".to_vec());
+    // CSV with ESCAPE '\\', QUOTE '\'', DELIMITER ';': quoted fields hold the delimiter, the
+    // quote and newlines.
+    let f = CopyFormat {
+        delimiter: b';',
+        quote: b'\'',
+        escape: b'\\',
+        ..CopyFormat::csv()
+    };
+    let row = b"1;'a;\\'b\nc';'12\\'3'\n";
+    let out = mask_copy_data(&m, row, &f, &[None, None, Some(Strategy::Redact)])
+        .expect("ok")
+        .expect("changed");
+    assert_eq!(out, b"1;'a;\\'b\nc';'**\\'*'\n".to_vec());
+    // An escaped quote does not end the field (the row is not cut at the inner newline).
+    let row = b"'x\\'\n';7\n";
+    assert_eq!(
+        mask_copy_data(&m, row, &f, &[None, Some(Strategy::Redact)])
+            .expect("ok")
+            .expect("changed"),
+        b"'x\\'\n';'*'\n".to_vec()
+    );
 }
 
 fn decode_text_field_for_test(f: &[u8]) -> Vec<u8> {

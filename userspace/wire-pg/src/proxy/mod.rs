@@ -387,6 +387,8 @@ pub struct CopyContext {
     pub column_formats: Arc<[Format]>,
     /// Whether it is a CopyBoth (replication) stream rather than COPY TO STDOUT.
     pub both: bool,
+    /// Which COPY of its request this is (0-based): a simple query can hold several.
+    pub ordinal: usize,
 }
 
 /// What to send to the client for one server message. Every variant that can carry database

@@ -324,14 +324,16 @@ impl Proxy {
                 Expect::SimpleQuery { sql } | Expect::Execute { sql, .. },
                 BackendMessage::CopyOutResponse(c),
             ) => {
-                self.server.copy = Some(copy_context(request, sql.clone(), c, false));
+                let c = self.copy_context(request, sql.clone(), c, false);
+                self.server.copy = Some(c);
                 Ok(fwd(raw))
             }
             (
                 Expect::SimpleQuery { sql } | Expect::Execute { sql, .. },
                 BackendMessage::CopyBothResponse(c),
             ) => {
-                self.server.copy = Some(copy_context(request, sql.clone(), c, true));
+                let c = self.copy_context(request, sql.clone(), c, true);
+                self.server.copy = Some(c);
                 Ok(fwd(raw))
             }
             (
@@ -505,17 +507,28 @@ fn describe_output(desc: Option<Arc<RowDescription>>, raw: Bytes) -> ServerStep 
     }
 }
 
-fn copy_context(
-    request: RequestId,
-    sql: Option<Arc<str>>,
-    c: CopyResponse,
-    both: bool,
-) -> Arc<CopyContext> {
-    Arc::new(CopyContext {
-        request,
-        sql,
-        format: c.format,
-        column_formats: c.column_formats.into(),
-        both,
-    })
+impl Proxy {
+    /// Context of a COPY OUT (or CopyBoth) the front request starts.
+    fn copy_context(
+        &mut self,
+        request: RequestId,
+        sql: Option<Arc<str>>,
+        c: CopyResponse,
+        both: bool,
+    ) -> Arc<CopyContext> {
+        // Which COPY of a multi-statement query this is.
+        let ordinal = match self.server.copies {
+            Some((r, n)) if r == request => n + 1,
+            _ => 0,
+        };
+        self.server.copies = Some((request, ordinal));
+        Arc::new(CopyContext {
+            request,
+            sql,
+            format: c.format,
+            column_formats: c.column_formats.into(),
+            both,
+            ordinal,
+        })
+    }
 }

@@ -308,6 +308,8 @@ pub(super) struct ServerView {
     pub result: Option<Arc<ResultContext>>,
     /// Context of the COPY OUT being received.
     pub copy: Option<Arc<CopyContext>>,
+    /// The request of the last COPY OUT started and its ordinal in that request.
+    pub copies: Option<(super::RequestId, usize)>,
 }
 
 impl ServerView {
