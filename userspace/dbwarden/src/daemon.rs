@@ -214,6 +214,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         cancel: Default::default(),
         pipeline,
         store,
+        catalog: Default::default(),
     });
     info!(
         version = env!("CARGO_PKG_VERSION"),

@@ -19,6 +19,7 @@
 
 pub mod approvals;
 pub mod approvals_cli;
+pub mod catalog;
 pub mod cgroup;
 pub mod cli;
 pub mod config;

@@ -331,6 +331,45 @@ pub struct CopyRules {
 }
 
 impl CopyRules {
+    /// Whether `desc` is not the description the current row rules were made for (same
+    /// names from the same source columns count as the same: simple queries and libpq's
+    /// Describe-per-execute bring a fresh description with every result).
+    pub fn is_new(&self, desc: &std::sync::Arc<dbwarden_wire_pg::RowDescription>) -> bool {
+        !self.row_desc.as_ref().is_some_and(|c| {
+            std::sync::Arc::ptr_eq(c, desc)
+                || (c.fields.len() == desc.fields.len()
+                    && c.fields.iter().zip(&desc.fields).all(|(a, b)| {
+                        a.name == b.name
+                            && a.table_oid == b.table_oid
+                            && a.column_attr == b.column_attr
+                    }))
+        })
+    }
+
+    /// Makes the row rules of `desc`: for each field, the stronger of the rule on its source
+    /// column (`sources`, from the catalog; shorter or empty when unknown) and the rule on its
+    /// output name.
+    pub fn prepare_rows(
+        &mut self,
+        masker: &Masker,
+        desc: &std::sync::Arc<dbwarden_wire_pg::RowDescription>,
+        sources: &[Option<crate::catalog::SourceColumn>],
+    ) {
+        self.row_rules = desc
+            .fields
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                let by_source = sources
+                    .get(i)
+                    .and_then(Option::as_ref)
+                    .and_then(|s| masker.column_rule(Some(&s.table), &s.column));
+                dbwarden_mask::Strategy::stronger(by_source, masker.column_rule(None, &f.name))
+            })
+            .collect();
+        self.row_desc = Some(desc.clone());
+    }
+
     fn row_rules(
         &mut self,
         masker: &Masker,
@@ -342,23 +381,8 @@ impl CopyRules {
                 self.row_rules.clear();
             }
             Some(d) => {
-                // Simple queries and libpq's Describe-per-execute bring a fresh description
-                // with every result: compare the names, not the allocation.
-                let same = self.row_desc.as_ref().is_some_and(|c| {
-                    std::sync::Arc::ptr_eq(c, d)
-                        || (c.fields.len() == d.fields.len()
-                            && c.fields
-                                .iter()
-                                .zip(&d.fields)
-                                .all(|(a, b)| a.name == b.name))
-                });
-                if !same {
-                    self.row_rules = d
-                        .fields
-                        .iter()
-                        .map(|f| masker.column_rule(None, &f.name))
-                        .collect();
-                    self.row_desc = Some(d.clone());
+                if self.is_new(d) {
+                    self.prepare_rows(masker, d, &[]);
                 }
             }
         }

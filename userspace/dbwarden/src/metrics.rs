@@ -55,6 +55,7 @@ metrics! {
     approvals_cancelled_total: "Held statements cancelled (client cancel, disconnect, shutdown).",
     approval_wait_ms_total: "Total time statements waited for a decision, in milliseconds.",
     masking_failures_total: "Results withheld because a value could not be masked.",
+    catalog_failures_total: "Source-column look-ups that failed (only column-name rules applied).",
     policy_reloads_total: "Successful policy reloads.",
     policy_reload_failures_total: "Rejected policy reloads (the previous policy stayed).",
     bytes_client_to_server_total: "Bytes relayed from agents to databases.",

@@ -40,6 +40,8 @@ pub struct Shared {
     pub store: Option<std::sync::Arc<dbwarden_record::SessionStore>>,
     /// Unique per-daemon session counter.
     pub next_session: std::sync::atomic::AtomicU64,
+    /// Source columns of result fields, per database.
+    pub catalog: crate::catalog::Catalog,
 }
 
 /// Runs the accept loops until `shutdown` is cancelled, then drains sessions for up to `grace`.

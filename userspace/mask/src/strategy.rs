@@ -45,6 +45,17 @@ impl Strategy {
         }
     }
 
+    /// The stronger of two rules that both apply to one value (a rule on the source column and
+    /// one on the output name).
+    #[must_use]
+    pub fn stronger(a: Option<Strategy>, b: Option<Strategy>) -> Option<Strategy> {
+        match (a, b) {
+            (Some(x), Some(y)) => Some(if y.strength() > x.strength() { y } else { x }),
+            (x, None) => x,
+            (None, y) => y,
+        }
+    }
+
     /// Whether the text form of this strategy keeps the byte length of what it masks.
     pub fn is_length_preserving(self) -> bool {
         !matches!(self, Strategy::Hash)

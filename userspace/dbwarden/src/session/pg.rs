@@ -97,7 +97,7 @@ pub async fn run(
         held_notify,
         pre,
     );
-    let s2c = server_to_client(sr, legs);
+    let s2c = server_to_client(sr, legs, info.clone());
     let (first, reason) = {
         tokio::pin!(c2s);
         tokio::pin!(s2c);
@@ -506,7 +506,11 @@ fn encode_err(e: ProtocolError) -> String {
     format!("encoding: {e}")
 }
 
-async fn server_to_client(mut sr: OwnedReadHalf, legs: Legs) -> Result<(), String> {
+async fn server_to_client(
+    mut sr: OwnedReadHalf,
+    legs: Legs,
+    info: Arc<tokio::sync::RwLock<SessionInfo>>,
+) -> Result<(), String> {
     let Legs {
         cw,
         proxy,
@@ -577,6 +581,15 @@ async fn server_to_client(mut sr: OwnedReadHalf, legs: Legs) -> Result<(), Strin
                         return Err("the server switched to an unsafe client encoding".into());
                     }
                     ServerEvent::Completed { request, outcome } => {
+                        if let dbwarden_wire_pg::proxy::Outcome::Command(tag) = outcome {
+                            if crate::catalog::changes_schema(tag) {
+                                let i = info.read().await;
+                                shared.catalog.invalidate(
+                                    &i.ident.original_dst,
+                                    i.database.as_deref().unwrap_or(""),
+                                );
+                            }
+                        }
                         if let Some(r) = r {
                             r.completed(request.0, outcome);
                         }
@@ -594,6 +607,16 @@ async fn server_to_client(mut sr: OwnedReadHalf, legs: Legs) -> Result<(), Strin
                     }
                 }
                 continue;
+            }
+            if let ServerOutput::DataRow { context, .. } = &step.output {
+                if let Some(d) = context
+                    .description
+                    .as_ref()
+                    .filter(|d| copy_rules.is_new(d))
+                {
+                    let sources = crate::catalog::sources_for(&shared, &info, d).await;
+                    copy_rules.prepare_rows(&shared.pipeline.masker(), d, &sources);
+                }
             }
             let row_ctx = match (&step.output, r) {
                 (ServerOutput::DataRow { context, .. }, Some(_)) => Some(context.clone()),
