@@ -122,14 +122,7 @@ fn startup_settings_follow_the_policy() {
     let n = d.sessions_started().len();
     let sessions = wait_sealed(&d, n, t);
     assert_eq!(sessions.len(), n);
-    let dir = sessions_dir(&d);
-    let mut shown = String::new();
-    for f in session_files(&dir) {
-        shown.push_str(&all_text(&sessions_cli(
-            &dir,
-            &["show", &f.to_string_lossy()],
-        )));
-    }
+    let shown = all_sessions_shown(&d);
     assert!(
         shown.matches("no-role-management").count() >= 6,
         "every refused role switch is recorded: {shown}"

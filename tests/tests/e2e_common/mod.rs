@@ -269,3 +269,30 @@ pub fn finish_and_scan(d: &Daemon, known: &[&str]) {
     assert_eq!(sessions.len(), n, "one session file per session");
     assert_daemon_leaked_nothing(d, known);
 }
+
+/// The transcripts (`sessions show`) of every session file of `d`, concatenated.
+pub fn all_sessions_shown(d: &Daemon) -> String {
+    let dir = sessions_dir(d);
+    let mut shown = String::new();
+    for f in session_files(&dir) {
+        shown.push_str(&all_text(&sessions_cli(
+            &dir,
+            &["show", &f.to_string_lossy()],
+        )));
+    }
+    shown
+}
+
+/// Asserts that no field of `text` (split at `seps`) is one of `values` (CVVs, which no
+/// detector can recognise by shape).
+#[track_caller]
+pub fn assert_no_field(what: &str, text: &str, values: &[&str], seps: &[char]) {
+    for l in text.lines() {
+        for v in values {
+            assert!(
+                !l.split(seps).any(|f| f == *v),
+                "{what}: {v} reached the agent: {l}"
+            );
+        }
+    }
+}
