@@ -266,6 +266,18 @@ impl BackendMessage {
     /// # Errors
     /// An unknown tag, a header that does not match the slice, or any malformed field.
     pub fn parse(raw: &Bytes) -> Result<BackendMessage, ProtocolError> {
+        Self::parse_in(raw, crate::TextEncoding::UTF8)
+    }
+
+    /// [`BackendMessage::parse`] with text fields (names, messages, tags) in `text`, the
+    /// session's client encoding.
+    ///
+    /// # Errors
+    /// As [`BackendMessage::parse`]; text malformed in `text`.
+    pub fn parse_in(
+        raw: &Bytes,
+        text: crate::TextEncoding,
+    ) -> Result<BackendMessage, ProtocolError> {
         let tag = crate::frame::tag(raw);
         let name = Self::tag_name(tag).ok_or(ProtocolError::UnknownTag {
             direction: Direction::Backend,
@@ -273,12 +285,12 @@ impl BackendMessage {
         })?;
         match tag {
             b'D' => return DataRow::parse(raw.clone()).map(BackendMessage::DataRow),
-            b'T' => return RowDescription::parse(raw).map(BackendMessage::RowDescription),
-            b'E' => return ErrorResponse::parse(raw).map(BackendMessage::ErrorResponse),
-            b'N' => return NoticeResponse::parse(raw).map(BackendMessage::NoticeResponse),
+            b'T' => return RowDescription::parse_in(raw, text).map(BackendMessage::RowDescription),
+            b'E' => return ErrorResponse::parse_in(raw, text).map(BackendMessage::ErrorResponse),
+            b'N' => return NoticeResponse::parse_in(raw, text).map(BackendMessage::NoticeResponse),
             _ => {}
         }
-        let mut r = tagged(raw, name)?;
+        let mut r = tagged(raw, name)?.with_text(text);
         let msg = match tag {
             b'R' => {
                 let subtype = r.i32("authentication subtype")?;

@@ -69,6 +69,16 @@ pub enum ProtocolError {
         /// The field being read.
         what: &'static str,
     },
+    /// A string field is malformed in the session's client encoding.
+    #[error("{message}: {what} is not valid {encoding}")]
+    InvalidText {
+        /// Message type.
+        message: &'static str,
+        /// The field being read.
+        what: &'static str,
+        /// The encoding it should be in.
+        encoding: &'static str,
+    },
     /// A count or length field is negative or larger than the remaining body allows.
     #[error("{message}: {what} {value} is invalid for the {remaining} bytes left")]
     BadCount {

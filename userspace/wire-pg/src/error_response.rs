@@ -118,6 +118,14 @@ macro_rules! fields_message {
             /// Wrong tag or header, a field code without a NUL-terminated UTF-8 value, a missing
             /// terminator, or trailing bytes.
             pub fn parse(raw: &Bytes) -> Result<Self, ProtocolError> {
+                Self::parse_in(raw, crate::TextEncoding::UTF8)
+            }
+
+            /// [`Self::parse`] with field values in `text`.
+            ///
+            /// # Errors
+            /// As [`Self::parse`]; a value malformed in `text`.
+            pub fn parse_in(raw: &Bytes, text: crate::TextEncoding) -> Result<Self, ProtocolError> {
                 if crate::frame::tag(raw) != $tag {
                     return Err(ProtocolError::InvalidValue {
                         message: $name,
@@ -125,7 +133,7 @@ macro_rules! fields_message {
                         value: i64::from(crate::frame::tag(raw)),
                     });
                 }
-                let mut r = tagged(raw, $name)?;
+                let mut r = tagged(raw, $name)?.with_text(text);
                 let mut fields = Vec::new();
                 loop {
                     let code = r.u8("field code")?;

@@ -223,12 +223,24 @@ impl FrontendMessage {
     /// # Errors
     /// An unknown tag, a header that does not match the slice, or any malformed field.
     pub fn parse(raw: &Bytes) -> Result<FrontendMessage, ProtocolError> {
+        Self::parse_in(raw, crate::TextEncoding::UTF8)
+    }
+
+    /// [`FrontendMessage::parse`] with text fields (query strings, names) in `text`, the
+    /// session's client encoding.
+    ///
+    /// # Errors
+    /// As [`FrontendMessage::parse`]; text malformed in `text`.
+    pub fn parse_in(
+        raw: &Bytes,
+        text: crate::TextEncoding,
+    ) -> Result<FrontendMessage, ProtocolError> {
         let tag = crate::frame::tag(raw);
         let name = Self::tag_name(tag).ok_or(ProtocolError::UnknownTag {
             direction: Direction::Frontend,
             tag,
         })?;
-        let mut r = tagged(raw, name)?;
+        let mut r = tagged(raw, name)?.with_text(text);
         let msg = match tag {
             b'Q' => FrontendMessage::Query {
                 sql: r.string("query string")?,

@@ -34,6 +34,7 @@ mod read;
 pub mod row_description;
 pub mod startup;
 pub mod startup_options;
+pub mod text_encoding;
 mod write;
 
 pub use backend::{BackendKeyData, BackendMessage, TransactionStatus};
@@ -45,3 +46,4 @@ pub use frame::{split_message, split_startup, DEFAULT_MAX_MESSAGE_LEN, DEFAULT_M
 pub use frontend::FrontendMessage;
 pub use row_description::{FieldDescription, RowDescription};
 pub use startup::Startup;
+pub use text_encoding::TextEncoding;

@@ -13,6 +13,8 @@ pub(crate) struct Reader<'a> {
     raw: &'a Bytes,
     pos: usize,
     message: &'static str,
+    /// How [`Reader::string`] decodes text.
+    text: crate::text_encoding::TextEncoding,
 }
 
 impl<'a> Reader<'a> {
@@ -22,7 +24,14 @@ impl<'a> Reader<'a> {
             raw,
             pos: start.min(raw.len()),
             message,
+            text: crate::text_encoding::TextEncoding::UTF8,
         }
+    }
+
+    /// Decodes text fields with `text` from now on.
+    pub(crate) fn with_text(mut self, text: crate::text_encoding::TextEncoding) -> Self {
+        self.text = text;
+        self
     }
 
     /// Bytes not yet read.
@@ -90,9 +99,28 @@ impl<'a> Reader<'a> {
         Ok(s)
     }
 
-    /// Reads a NUL-terminated string into an owned `String`.
+    /// Reads a NUL-terminated string in the reader's text encoding into an owned `String`.
     pub(crate) fn string(&mut self, what: &'static str) -> Result<String, ProtocolError> {
-        self.cstr(what).map(str::to_owned)
+        if self.text.is_utf8() {
+            return self.cstr(what).map(str::to_owned);
+        }
+        let body = &self.raw[self.pos..];
+        let Some(nul) = memchr::memchr(0, body) else {
+            return Err(ProtocolError::MissingNul {
+                message: self.message,
+                what,
+            });
+        };
+        let s = self
+            .text
+            .decode(&body[..nul])
+            .ok_or(ProtocolError::InvalidText {
+                message: self.message,
+                what,
+                encoding: self.text.name(),
+            })?;
+        self.pos += nul + 1;
+        Ok(s)
     }
 
     /// Reads an Int16 count and checks that `count * min_item_size` bytes can still follow,

@@ -45,7 +45,18 @@ impl RowDescription {
     /// Wrong header, a field count larger than the body, a malformed field, an invalid format
     /// code, or trailing bytes.
     pub fn parse(raw: &Bytes) -> Result<RowDescription, ProtocolError> {
-        let mut r = tagged(raw, MSG)?;
+        Self::parse_in(raw, crate::TextEncoding::UTF8)
+    }
+
+    /// [`RowDescription::parse`] with names in `text`.
+    ///
+    /// # Errors
+    /// As [`RowDescription::parse`]; a name malformed in `text`.
+    pub fn parse_in(
+        raw: &Bytes,
+        text: crate::TextEncoding,
+    ) -> Result<RowDescription, ProtocolError> {
+        let mut r = tagged(raw, MSG)?.with_text(text);
         let n = r.count16("field count", MIN_FIELD_LEN)?;
         let mut fields = Vec::with_capacity(n);
         for _ in 0..n {

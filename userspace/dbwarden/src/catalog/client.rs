@@ -30,6 +30,8 @@ pub(super) async fn query(
             ("user".into(), user.into()),
             ("database".into(), database.into()),
             ("application_name".into(), "dbwarden-catalog".into()),
+            // Names are read as UTF-8 whatever the database's encoding.
+            ("client_encoding".into(), "UTF8".into()),
         ],
     }
     .encode(&mut out)

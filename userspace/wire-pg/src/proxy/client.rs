@@ -63,7 +63,7 @@ impl Proxy {
     }
 
     fn client_auth(&mut self, raw: Bytes) -> Result<ClientStep, ProxyError> {
-        match FrontendMessage::parse(&raw)? {
+        match FrontendMessage::parse_in(&raw, self.text)? {
             // Password / SASL / GSS responses are relayed untouched and never recorded.
             FrontendMessage::Password(_) => Ok(forward(raw, None)),
             FrontendMessage::Terminate => {
@@ -90,7 +90,7 @@ impl Proxy {
     }
 
     fn client_ready(&mut self, raw: Bytes) -> Result<ClientStep, ProxyError> {
-        let msg = FrontendMessage::parse(&raw)?;
+        let msg = FrontendMessage::parse_in(&raw, self.text)?;
         let limit = self.config.max_prepared;
         match msg {
             FrontendMessage::Query { sql } => {

@@ -571,6 +571,8 @@ pub struct Proxy {
     server: ServerView,
     server_key: Option<BackendKeyData>,
     status: Option<TransactionStatus>,
+    /// The session's client encoding, as the server last reported it.
+    text: crate::TextEncoding,
 }
 
 impl Proxy {
@@ -608,6 +610,7 @@ impl Proxy {
             server: ServerView::default(),
             server_key: None,
             status: None,
+            text: crate::TextEncoding::UTF8,
         })
     }
 
@@ -672,6 +675,12 @@ impl Proxy {
     #[must_use]
     pub fn protocol_minor(&self) -> u16 {
         self.minor
+    }
+
+    /// The encoding text fields are decoded with (the client encoding the server reported).
+    #[must_use]
+    pub fn text_encoding(&self) -> crate::TextEncoding {
+        self.text
     }
 
     fn next_request(&mut self) -> RequestId {

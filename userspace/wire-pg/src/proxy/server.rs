@@ -38,7 +38,7 @@ impl Proxy {
     /// A malformed message, or one that no outstanding request explains
     /// ([`ProxyError::Desync`]). Any error should end the session.
     pub fn server_message(&mut self, raw: Bytes) -> Result<ServerStep, ProxyError> {
-        let msg = BackendMessage::parse(&raw)?;
+        let msg = BackendMessage::parse_in(&raw, self.text)?;
         // Messages the server may send at any time.
         match msg {
             BackendMessage::NoticeResponse(n) => {
@@ -48,6 +48,10 @@ impl Proxy {
                 return Ok(step(ServerOutput::Notification(n), Vec::new()))
             }
             BackendMessage::ParameterStatus { name, value } => {
+                if name == "client_encoding" {
+                    // What the client sends from now on, and what the server answers in.
+                    self.text = crate::TextEncoding::from_pg_name(&value);
+                }
                 return Ok(step(
                     ServerOutput::ParameterStatus {
                         name: name.clone(),
@@ -55,7 +59,7 @@ impl Proxy {
                         raw,
                     },
                     vec![ServerEvent::ParameterStatus { name, value }],
-                ))
+                ));
             }
             _ => {}
         }

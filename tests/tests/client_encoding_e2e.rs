@@ -1,0 +1,78 @@
+//! Clients in a non-UTF-8 client encoding work, and the policy sees the names they send as the
+//! server does (issue 17): psql with PGCLIENTENCODING=LATIN1 sends LATIN1 bytes (é = 0xE9)
+//! through the eBPF redirect; dbwarden decodes them with the client encoding the server
+//! reported, so a rule on the table `réservé` denies it (the table is still there), other
+//! statements run, answers come back in LATIN1 and card numbers are masked.
+
+mod e2e_common;
+
+use std::os::unix::ffi::OsStrExt;
+use std::time::Duration;
+
+use dbwarden_tests::*;
+use e2e_common::*;
+
+const POLICY: &str = "[policy]\nname = \"latin1\"\ndefault = \"allow\"\n\n[[rule]]\nname = \"no-reserved-table\"\naction = \"deny\"\ntables = [\"r\u{e9}serv\u{e9}\"]\n";
+
+fn latin1(s: &str) -> Vec<u8> {
+    s.chars()
+        .map(|c| u8::try_from(u32::from(c)).expect("a LATIN1 character"))
+        .collect()
+}
+
+fn psql_latin1(d: &Daemon, db: &str, sql: &str) -> std::process::Output {
+    let mut c = psql_cmd(Some(d), db);
+    c.env("PGCLIENTENCODING", "LATIN1")
+        .args(["-v", "ON_ERROR_STOP=1", "-c"])
+        .arg(std::ffi::OsStr::from_bytes(&latin1(sql)));
+    output_timeout(c, None, Duration::from_secs(60))
+}
+
+#[test]
+fn latin1_clients_are_judged_on_what_the_server_reads() {
+    let d = Daemon::start_with(DaemonOpts {
+        policy: Some(POLICY.into()),
+        ..Default::default()
+    });
+    let db = PgDb::create("latin1");
+    psql_direct(
+        &db.name,
+        "create table \"réservé\" (id int, libellé text); insert into \"réservé\" values (1, 'été');
+         create table cartes (id int, numéro text); insert into cartes values (1, 'carte 4111111111111111');",
+    );
+
+    let out = psql_latin1(&d, &db.name, "select libellé from réservé");
+    assert!(!out.status.success(), "the rule on réservé did not apply");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no-reserved-table"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = psql_latin1(&d, &db.name, "drop table \"réservé\"");
+    assert!(
+        !out.status.success(),
+        "DROP of réservé was not judged as réservé"
+    );
+    assert_eq!(
+        psql_direct(&db.name, "select count(*) from \"réservé\""),
+        "1",
+        "the table is still there"
+    );
+
+    let out = psql_latin1(
+        &d,
+        &db.name,
+        "select 'déjà vu' as libellé, numéro from cartes",
+    );
+    assert_ok(&out, "a LATIN1 query");
+    // The answer is in LATIN1, as the client asked, and the card number is masked.
+    assert!(
+        out.stdout
+            .windows(7)
+            .any(|w| w == latin1("déjà vu").as_slice()),
+        "{:?}",
+        out.stdout
+    );
+    assert_no_pan("LATIN1 answer", &out.stdout, &["4111111111111111"]);
+    finish_and_scan(&d, &["4111111111111111"]);
+}
