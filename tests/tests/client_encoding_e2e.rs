@@ -76,3 +76,79 @@ fn latin1_clients_are_judged_on_what_the_server_reads() {
     assert_no_pan("LATIN1 answer", &out.stdout, &["4111111111111111"]);
     finish_and_scan(&d, &["4111111111111111"]);
 }
+
+/// A policy may allow SJIS; statements are then decoded before they are judged, so the byte
+/// pair 0x83 0x5C is the katakana the server reads, not a backslash that would hide the rest
+/// of the string: `select E'ソ'; drop table t; --'` is judged as the two statements the server
+/// runs, and the DROP is denied.
+#[test]
+fn an_allowed_sjis_session_is_judged_on_the_decoded_text() {
+    let policy = "[policy]\nname = \"sjis\"\ndefault = \"allow\"\nclient_encodings = [\"SJIS\"]\n\n[[rule]]\nname = \"no-drop\"\naction = \"deny\"\nkind = [\"drop\"]\n";
+    let d = Daemon::start_with(DaemonOpts {
+        policy: Some(policy.into()),
+        ..Default::default()
+    });
+    let db = PgDb::create("sjis");
+    psql_direct(
+        &db.name,
+        "create table t (id int); insert into t values (1)",
+    );
+    let mut sql = b"select E'".to_vec();
+    sql.extend_from_slice(&[0x83, 0x5c]);
+    sql.extend_from_slice(b"'; drop table t; --'");
+    let mut c = psql_cmd(Some(&d), &db.name);
+    c.env("PGCLIENTENCODING", "SJIS")
+        .args(["-v", "ON_ERROR_STOP=1", "-c"])
+        .arg(std::ffi::OsStr::from_bytes(&sql));
+    let out = output_timeout(c, None, Duration::from_secs(60));
+    assert!(!out.status.success(), "the hidden DROP was not refused");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no-drop"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        psql_direct(&db.name, "select count(*) from t"),
+        "1",
+        "table t was dropped"
+    );
+    // And the katakana itself is fine.
+    let mut sql = b"select E'".to_vec();
+    sql.extend_from_slice(&[0x83, 0x5c]);
+    sql.extend_from_slice(b"' as k");
+    let mut c = psql_cmd(Some(&d), &db.name);
+    c.env("PGCLIENTENCODING", "SJIS")
+        .args(["-c"])
+        .arg(std::ffi::OsStr::from_bytes(&sql));
+    let out = output_timeout(c, None, Duration::from_secs(60));
+    assert_ok(&out, "an SJIS string");
+    assert_eq!(out.stdout, [0x83, 0x5c, b'\n']);
+    // The encoding is fixed for the session: no switching away from it (a statement pipelined
+    // behind the switch would be read two ways), nor into it by SET.
+    for (enc, sql) in [
+        ("SJIS", "SET client_encoding TO 'LATIN1'"),
+        ("SJIS", "RESET ALL"),
+        ("UTF8", "SET client_encoding TO 'SJIS'"),
+    ] {
+        let mut c = psql_cmd(Some(&d), &db.name);
+        c.env("PGCLIENTENCODING", enc).args([
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            sql,
+            "-c",
+            "show client_encoding",
+        ]);
+        let out = output_timeout(c, None, Duration::from_secs(60));
+        assert!(
+            !out.status.success(),
+            "{enc}: {sql} was accepted: {}",
+            stdout(&out)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("client encoding"),
+            "{enc}: {sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

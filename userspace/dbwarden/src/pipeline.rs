@@ -363,6 +363,33 @@ impl Pipeline {
     }
 }
 
+/// In a session whose client encoding's characters can end in an ASCII byte (one the policy
+/// allowed at startup), a statement that could change the encoding is refused: a statement
+/// pipelined behind it would be decoded the old way while the server reads it the new way.
+pub fn keep_encoding(d: Decision, text: dbwarden_wire_pg::TextEncoding) -> Decision {
+    if !text.has_ascii_trail_bytes()
+        || !d
+            .verdict
+            .statements
+            .iter()
+            .any(|s| s.changes_client_encoding)
+    {
+        return d;
+    }
+    let message = format!(
+        "dbwarden: this session's client encoding ({}) cannot be changed mid-session; connect with the encoding you need",
+        text.name()
+    );
+    let mut v = (*d.verdict).clone();
+    v.action = Action::Deny;
+    v.rule = "client_encoding".to_owned();
+    v.message.clone_from(&message);
+    Decision {
+        verdict: Arc::new(v),
+        wire: Verdict::Refuse(ErrorResponse::insufficient_privilege(message, None, None)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

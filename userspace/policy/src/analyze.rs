@@ -80,6 +80,9 @@ pub struct StatementFacts {
     /// For a `COPY ... TO STDOUT`: the stream's format, options and column names, or why the
     /// masker cannot read it.
     pub copy_out: Option<Result<crate::copy::CopyOut, String>>,
+    /// `SET client_encoding` / `SET NAMES` to an encoding whose characters can end in a quote
+    /// or backslash byte: refused unless `[policy] client_encodings` allows it.
+    pub unsafe_encoding: Option<String>,
 }
 
 /// Functions whose argument is a query string the server runs, beyond the
@@ -1177,7 +1180,7 @@ impl Collector<'_> {
                         self.f.settings.push("session_authorization".to_owned());
                     }
                     Reset::ConfigurationParameter(n) => self.setting(n),
-                    Reset::ALL => {}
+                    Reset::ALL => self.f.settings.push("all".to_owned()),
                 }
             }
             Statement::Use(_) => self.kind(Kind::Use),
@@ -1235,6 +1238,8 @@ impl Collector<'_> {
                 if matches!(object_type, sqlparser::ast::DiscardObject::ALL) {
                     self.kind(Kind::SetRole);
                     self.f.settings.push("session_authorization".to_owned());
+                    // ... and RESET ALL.
+                    self.f.settings.push("all".to_owned());
                 }
             }
             other => self.by_variant_name(other),
@@ -1305,8 +1310,9 @@ impl Collector<'_> {
         }
     }
 
-    /// `SET client_encoding` / `SET NAMES` to an encoding the server would read differently
-    /// than dbwarden ([`crate::encoding`]) makes the statement unjudgeable (denied).
+    /// `SET client_encoding` / `SET NAMES` to an encoding whose characters can end in a quote
+    /// or backslash byte ([`crate::encoding`]) is recorded for the engine, which refuses it
+    /// unless the policy allows it; a value dbwarden cannot read is refused here.
     fn client_encoding(&mut self, value: Option<&Expr>) {
         let name = match value {
             Some(Expr::Identifier(i)) => Some(i.value.clone()),
@@ -1318,7 +1324,8 @@ impl Collector<'_> {
         };
         match name {
             Some(n) if !crate::encoding::unsafe_client_encoding(&n) => {}
-            Some(n) => self.f.parse_error = Some(crate::encoding::refusal(&n)),
+            // Judged by the engine: the policy may allow it.
+            Some(n) => self.f.unsafe_encoding = Some(n),
             None => {
                 self.f.parse_error = Some(
                     "dbwarden: SET client_encoding to a value dbwarden cannot read is refused"

@@ -45,12 +45,36 @@ pub fn unsafe_client_encoding(name: &str) -> bool {
     UNSAFE.contains(&c.as_str())
 }
 
+/// The encoding family of an unsafe name, cleaned (`sjis`, `big5`, `gbk`, `gb18030`, `uhc`,
+/// `johab`), or `None` for any other name.
+#[must_use]
+pub fn family(name: &str) -> Option<&'static str> {
+    let c = clean(name);
+    Some(match c.as_str() {
+        "sjis" | "shiftjis" | "mskanji" | "win932" | "windows932" | "shiftjis2004" => "sjis",
+        "big5" | "win950" | "windows950" => "big5",
+        "gbk" | "win936" | "windows936" => "gbk",
+        "gb18030" => "gb18030",
+        "uhc" | "win949" | "windows949" => "uhc",
+        "johab" => "johab",
+        _ => return None,
+    })
+}
+
+/// Whether dbwarden can read statements in this unsafe encoding exactly as the server does
+/// (it decodes them first, strictly: a byte pair its decoder does not map fails the session,
+/// and one the server cannot convert fails at the server). JOHAB has no decoder here.
+#[must_use]
+pub fn decodable(name: &str) -> bool {
+    family(name).is_some_and(|f| f != "johab")
+}
+
 /// The reason given to the agent.
 #[must_use]
 pub fn refusal(name: &str) -> String {
     let shown: String = name.chars().filter(|c| !c.is_control()).take(40).collect();
     format!(
-        "dbwarden: client encoding \"{shown}\" is refused: its multibyte characters can end in a quote or backslash byte, so the server could read a statement differently than it was judged; use UTF8"
+        "dbwarden: client encoding \"{shown}\" is refused: its multibyte characters can end in a quote or backslash byte, so the server could read a statement differently than it was judged; use UTF8 (or ask the operator to allow it in the policy: [policy] client_encodings)"
     )
 }
 

@@ -101,6 +101,9 @@ impl Action {
 pub struct StatementVerdict {
     /// Position in the message (0-based).
     pub index: usize,
+    /// The statement can change the session's client encoding (`SET client_encoding`,
+    /// `SET NAMES`, `RESET client_encoding`, `RESET ALL`, `DISCARD ALL`, `set_config`).
+    pub changes_client_encoding: bool,
     /// Kind of the statement (`select`, `delete`, ... or `unparseable`).
     pub kind: String,
     /// Tables read or written (display form, sanitized).
@@ -403,11 +406,16 @@ fn judge(
     tables.sort();
     tables.dedup();
     let kind = kind_label(f);
+    let changes_client_encoding = f
+        .settings
+        .iter()
+        .any(|s| matches!(s.as_str(), "client_encoding" | "names" | "all"));
     if let Some(err) = &f.parse_error {
         let action = to_action(policy.on_parse_error);
         return (
             StatementVerdict {
                 index,
+                changes_client_encoding,
                 kind,
                 tables,
                 action,
@@ -416,6 +424,29 @@ fn judge(
                 tags: vec!["parse-error".to_owned()],
             },
             err.clone(),
+        );
+    }
+    if let Some(enc) = &f.unsafe_encoding {
+        // Even where the policy allows the encoding: only at startup, where the server's
+        // report of it arrives before the first statement. Switched in mid-session, a
+        // statement pipelined behind the SET would be decoded the old way and run the new.
+        let why = if policy.allows_client_encoding(enc) {
+            format!("dbwarden: client encoding \"{}\" is allowed only from the start of a session (PGCLIENTENCODING, client_encoding in the startup packet), not by SET", sanitize_name(enc))
+        } else {
+            crate::encoding::refusal(enc)
+        };
+        return (
+            StatementVerdict {
+                index,
+                changes_client_encoding,
+                kind,
+                tables,
+                action: Action::Deny,
+                rule: "client_encoding".to_owned(),
+                reason: why.clone(),
+                tags: vec!["client-encoding".to_owned()],
+            },
+            why,
         );
     }
     let mut tags: Vec<String> = Vec::new();
@@ -446,6 +477,7 @@ fn judge(
         return (
             StatementVerdict {
                 index,
+                changes_client_encoding,
                 kind,
                 tables,
                 action,
@@ -464,6 +496,7 @@ fn judge(
     (
         StatementVerdict {
             index,
+            changes_client_encoding,
             kind,
             tables,
             action,

@@ -464,6 +464,10 @@ struct RawHeader {
     /// (`"name"` = first argument, `"schema.name:N"` = N-th argument).
     #[serde(default)]
     sql_functions: Option<Vec<String>>,
+    /// Client encodings whose characters can end in a quote or backslash byte that this
+    /// policy allows anyway (dbwarden then decodes statements before judging them).
+    #[serde(default)]
+    client_encodings: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -491,6 +495,8 @@ pub struct Policy {
     pub(crate) masking: Option<toml::Value>,
     /// `[policy] sql_functions`: (lower-cased name parts, 0-based argument).
     pub(crate) sql_functions: Vec<(Vec<String>, usize)>,
+    /// `[policy] client_encodings`: the unsafe encoding families allowed.
+    pub(crate) client_encodings: Vec<&'static str>,
 }
 
 /// Source text of the embedded default policy (`policies/pci-dss.toml`).
@@ -547,6 +553,20 @@ impl Policy {
             }
             sql_functions.push((parts, arg));
         }
+        let mut client_encodings = Vec::new();
+        for e in h.client_encodings.unwrap_or_default() {
+            let invalid = |why: &str| PolicyError::Invalid {
+                origin: origin.to_owned(),
+                message: format!("[policy] client_encodings: {e:?} {why}"),
+            };
+            match crate::encoding::family(&e) {
+                None => return Err(invalid("is not an encoding that needs allowing (only SJIS, BIG5, GBK, GB18030 and UHC do)")),
+                Some(_) if !crate::encoding::decodable(&e) => {
+                    return Err(invalid("cannot be read by dbwarden, so it cannot be allowed"))
+                }
+                Some(f) => client_encodings.push(f),
+            }
+        }
         let mut rules = raw.rule.map(|r| r.0).unwrap_or_default();
         // Rules without their own timeout take the policy-wide one.
         if h.approval_timeout.is_some() {
@@ -576,7 +596,19 @@ impl Policy {
             rules,
             masking: raw.masking,
             sql_functions,
+            client_encodings,
         })
+    }
+
+    /// Whether a session may use the client encoding `name`: any encoding dbwarden reads
+    /// like the server, and those whose characters can end in a quote or backslash byte only
+    /// when `[policy] client_encodings` allows them.
+    #[must_use]
+    pub fn allows_client_encoding(&self, name: &str) -> bool {
+        match crate::encoding::family(name) {
+            None => true,
+            Some(f) => self.client_encodings.contains(&f),
+        }
     }
 
     /// The embedded default policy (`policies/pci-dss.toml`, compiled in).

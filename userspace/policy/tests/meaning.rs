@@ -482,3 +482,63 @@ fn unsafe_client_encodings_are_refused_on_set() {
         assert_eq!(v.action, dbwarden_policy::Action::Allow, "{sql}: {v:?}");
     }
 }
+
+#[test]
+fn a_policy_can_allow_an_encoding_dbwarden_decodes() {
+    let p = dbwarden_policy::Policy::parse(
+        "[policy]\nname = \"sjis\"\ndefault = \"allow\"\nclient_encodings = [\"SJIS\", \"big5\"]\n",
+        "t",
+    )
+    .unwrap();
+    assert!(p.allows_client_encoding("Shift_JIS") && p.allows_client_encoding("WIN950"));
+    assert!(!p.allows_client_encoding("GBK"));
+    assert!(p.allows_client_encoding("LATIN1"));
+    let e = dbwarden_policy::Engine::new(p);
+    let id = dbwarden_policy::Identity::default();
+    let t = dbwarden_policy::Target {
+        addr: None,
+        protocol: dbwarden_policy::Protocol::Postgres,
+        database: None,
+        user: None,
+    };
+    // Allowed from the start of a session only: a SET would let a statement pipelined
+    // behind it be decoded the old way and run the new.
+    let v = e.decide(
+        "SET client_encoding TO 'SJIS'",
+        dbwarden_policy::Dialect::Postgres,
+        &id,
+        &t,
+    );
+    assert_eq!(v.action, dbwarden_policy::Action::Deny, "{v:?}");
+    assert!(v.message.contains("only from the start"), "{}", v.message);
+    for (sql, changes) in [
+        ("SET client_encoding TO 'UTF8'", true),
+        ("SET NAMES 'LATIN1'", true),
+        ("RESET client_encoding", true),
+        ("RESET ALL", true),
+        ("DISCARD ALL", true),
+        ("SELECT set_config('client_encoding', 'UTF8', false)", true),
+        ("SET work_mem = '8MB'", false),
+        ("SELECT 1", false),
+    ] {
+        let v = e.decide(sql, dbwarden_policy::Dialect::Postgres, &id, &t);
+        assert_eq!(v.statements[0].changes_client_encoding, changes, "{sql}");
+    }
+    let v = e.decide(
+        "SET NAMES 'GBK'",
+        dbwarden_policy::Dialect::Postgres,
+        &id,
+        &t,
+    );
+    assert_eq!(v.action, dbwarden_policy::Action::Deny, "{v:?}");
+    // JOHAB cannot be decoded, and LATIN1 needs no permission: both are policy errors.
+    for bad in ["JOHAB", "LATIN1", "nonsense"] {
+        let src = format!(
+            "[policy]\nname = \"x\"\ndefault = \"allow\"\nclient_encodings = [\"{bad}\"]\n"
+        );
+        let err = dbwarden_policy::Policy::parse(&src, "t")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("client_encodings"), "{bad}: {err}");
+    }
+}

@@ -4,11 +4,12 @@
 //! on every change). Decoding them with that encoding is what lets a LATIN1, WIN1252 or EUC_JP
 //! client work, and what makes a non-ASCII table name the policy sees the one the server sees.
 //!
-//! Only ASCII-safe encodings get here: those whose multibyte characters can hold an ASCII quote
-//! or backslash byte (SJIS, BIG5, GBK, GB18030, UHC, JOHAB) are refused before any statement
-//! (see `dbwarden_policy::encoding`). In every other one an ASCII byte is always that
-//! character, so the statement's structure (quotes, `;`, comments) is the same whatever the
-//! decoding; encodings encoding_rs does not know (EUC_TW, EUC_JIS_2004, MULE_INTERNAL) and
+//! Encodings whose multibyte characters can hold an ASCII quote or backslash byte (SJIS, BIG5,
+//! GBK, GB18030, UHC, JOHAB) are refused unless a policy allows them (see
+//! `dbwarden_policy::encoding`); then they are decoded strictly, so `0x83 0x5C` is the one
+//! character the server reads, never a backslash. In every other encoding an ASCII byte is
+//! always that character, so the statement's structure (quotes, `;`, comments) is the same
+//! whatever the decoding; encodings encoding_rs does not know (EUC_TW, EUC_JIS_2004, MULE_INTERNAL) and
 //! SQL_ASCII are decoded byte for byte into private-use characters, which keeps that structure
 //! and tells names apart.
 //!
@@ -19,11 +20,26 @@ use encoding_rs::Encoding;
 
 /// How text fields are decoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub struct TextEncoding(Option<&'static Encoding>);
+pub struct TextEncoding {
+    enc: Option<&'static Encoding>,
+    /// The client encoding's multibyte characters can end in an ASCII byte.
+    ascii_trail: bool,
+}
 
 impl TextEncoding {
     /// UTF-8 (the default, and PostgreSQL's usual client encoding).
-    pub const UTF8: TextEncoding = TextEncoding(None);
+    pub const UTF8: TextEncoding = TextEncoding {
+        enc: None,
+        ascii_trail: false,
+    };
+
+    /// Whether the client encoding's multibyte characters can end in an ASCII byte (SJIS,
+    /// BIG5, GBK, GB18030, UHC): a session in one must not change encodings mid-way, since a
+    /// statement pipelined behind the change would be decoded the old way.
+    #[must_use]
+    pub fn has_ascii_trail_bytes(self) -> bool {
+        self.ascii_trail
+    }
 
     /// The decoding of PostgreSQL's encoding `name` (as in ParameterStatus `client_encoding`;
     /// case, `_` and `-` ignored).
@@ -67,27 +83,45 @@ impl TextEncoding {
             "EUCJP" => e::EUC_JP,
             "EUCKR" => e::EUC_KR,
             "EUCCN" => e::GBK,
+            // Client-only encodings whose trailing bytes can be ASCII: allowed only by a
+            // policy, and then decoded strictly (see `dbwarden_policy::encoding`).
+            "SJIS" | "SHIFTJIS2004" | "BIG5" | "GBK" | "GB18030" | "UHC" => {
+                let enc = match n.as_str() {
+                    "BIG5" => e::BIG5,
+                    "GBK" => e::GBK,
+                    "GB18030" => e::GB18030,
+                    "UHC" => e::EUC_KR,
+                    _ => e::SHIFT_JIS,
+                };
+                return TextEncoding {
+                    enc: Some(enc),
+                    ascii_trail: true,
+                };
+            }
             _ => e::X_USER_DEFINED,
         };
-        TextEncoding(Some(enc))
+        TextEncoding {
+            enc: Some(enc),
+            ascii_trail: false,
+        }
     }
 
     /// Whether text is UTF-8.
     #[must_use]
     pub fn is_utf8(self) -> bool {
-        self.0.is_none()
+        self.enc.is_none()
     }
 
     /// The decoder's name (for messages).
     #[must_use]
     pub fn name(self) -> &'static str {
-        self.0.map_or("UTF-8", Encoding::name)
+        self.enc.map_or("UTF-8", Encoding::name)
     }
 
     /// Decodes `b`; `None` if it is malformed in this encoding (the server would refuse it
     /// too: it verifies client input before parsing it).
     pub(crate) fn decode(self, b: &[u8]) -> Option<String> {
-        match self.0 {
+        match self.enc {
             None => std::str::from_utf8(b).ok().map(str::to_owned),
             Some(e) => e
                 .decode_without_bom_handling_and_without_replacement(b)
@@ -113,5 +147,10 @@ mod tests {
         let s = tw.decode(b"'\x8e\xa2';").unwrap();
         assert!(s.starts_with('\'') && s.ends_with("';") && s.chars().count() == 5);
         assert!(TextEncoding::UTF8.decode(b"\xe9").is_none());
+        // SJIS: 0x83 0x5C is one katakana, not a backslash.
+        let sjis = TextEncoding::from_pg_name("SJIS");
+        assert_eq!(sjis.decode(b"E'\x83\x5c'").unwrap(), "E'\u{30bd}'");
+        assert!(sjis.has_ascii_trail_bytes() && !jp.has_ascii_trail_bytes());
+        assert!(!TextEncoding::from_pg_name("EUC_KR").has_ascii_trail_bytes());
     }
 }

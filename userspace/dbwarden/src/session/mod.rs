@@ -8,6 +8,7 @@
 pub mod as_agent;
 pub mod cancel;
 pub mod pg;
+mod pg_startup;
 pub mod recording;
 pub mod relay;
 pub mod sniff;

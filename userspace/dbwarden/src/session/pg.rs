@@ -22,11 +22,11 @@ use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     sync::Mutex as AsyncMutex,
 };
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use super::{
     cancel,
-    recording::{self, SessionRecording},
+    recording::SessionRecording,
     stream::{ReadHalf as OwnedReadHalf, Stream, WriteHalf as OwnedWriteHalf},
     Totals,
 };
@@ -42,8 +42,8 @@ const HIGH_WATER: usize = 256 * 1024;
 type Counters = Arc<(AtomicU64, AtomicU64)>;
 type SharedProxy = Arc<std::sync::Mutex<Proxy>>;
 /// The session's recording, created once the startup packet names database and user.
-type SharedRecording = Arc<std::sync::OnceLock<SessionRecording>>;
-type ClientWriter = Arc<AsyncMutex<OwnedWriteHalf>>;
+pub(super) type SharedRecording = Arc<std::sync::OnceLock<SessionRecording>>;
+pub(super) type ClientWriter = Arc<AsyncMutex<OwnedWriteHalf>>;
 
 fn lock(p: &SharedProxy) -> std::sync::MutexGuard<'_, Proxy> {
     p.lock().unwrap_or_else(|e| e.into_inner())
@@ -142,7 +142,7 @@ pub async fn run(
 }
 
 /// Sends `err` to the client (best effort) and closes the client side.
-async fn close_with(cw: &ClientWriter, err: ErrorResponse) {
+pub(super) async fn close_with(cw: &ClientWriter, err: ErrorResponse) {
     let mut buf = BytesMut::new();
     if err.encode(&mut buf).is_ok() {
         let mut w = cw.lock().await;
@@ -281,108 +281,8 @@ async fn client_to_server(
                 }
             };
             if let Some(ClientEvent::Startup { params, .. }) = &step.event {
-                let replication = params.iter().any(|(k, v)| {
-                    k == "replication"
-                        && !matches!(
-                            v.to_ascii_lowercase().as_str(),
-                            "false" | "off" | "no" | "0"
-                        )
-                });
-                let unsafe_encoding = dbwarden_wire_pg::startup_options::startup_settings(params)
-                    .into_iter()
-                    .find(|(k, v)| {
-                        k == "client_encoding"
-                            && dbwarden_policy::encoding::unsafe_client_encoding(v)
-                    });
-                if let Some((_, enc)) = unsafe_encoding {
-                    warn!(encoding = %crate::identity::sanitize(&enc), "refusing an unsafe client encoding at startup");
-                    let e = ErrorResponse::new(
-                        "FATAL",
-                        "22023",
-                        dbwarden_policy::encoding::refusal(&enc),
-                    );
-                    close_with(&cw, e).await;
-                    return Err("unsafe client encoding refused at startup".into());
-                }
-                if replication {
-                    // Streaming replication (CopyBoth) would move whole databases past policy.
-                    warn!("refusing a replication connection");
-                    let e = ErrorResponse::new(
-                        "FATAL",
-                        "42501",
-                        "dbwarden: replication connections are not allowed for agents",
-                    );
-                    close_with(&cw, e).await;
-                    return Err("replication connection refused".into());
-                }
-                let mut i = info.write().await;
-                for (k, v) in params {
-                    match k.as_str() {
-                        "database" => i.database = Some(crate::identity::sanitize(v)),
-                        "user" => i.db_user = Some(crate::identity::sanitize(v)),
-                        _ => {}
-                    }
-                }
-                if i.database.is_none() {
-                    i.database = i.db_user.clone();
-                }
-                debug!(database = ?i.database, db_user = ?i.db_user, "startup");
-                if let Some(store) = &shared.store {
-                    let started =
-                        recording::header(&i, &client_addr, &shared.pipeline.policy_hash())
-                            .and_then(|h| {
-                                store
-                                    .create(h, shared.pipeline.writer_config())
-                                    .map_err(|e| e.to_string())
-                            })
-                            .and_then(|w| {
-                                dbwarden_record::Recorder::start(
-                                    w,
-                                    shared.pipeline.recorder_config(),
-                                )
-                                .map_err(|e| e.to_string())
-                            });
-                    match started {
-                        Ok(r) => {
-                            let _ = rec.set(SessionRecording::new(
-                                r,
-                                shared.pipeline.masker(),
-                                shared.pipeline.row_cap,
-                            ));
-                        }
-                        Err(e) => {
-                            // Fail closed: no recording, no session.
-                            warn!(error = %e, "cannot record this session; refusing it");
-                            let fatal = ErrorResponse::new(
-                                "FATAL",
-                                "53000",
-                                "dbwarden: the session cannot be recorded, so it is refused",
-                            );
-                            close_with(&cw, fatal).await;
-                            return Err(format!("recording unavailable: {e}"));
-                        }
-                    }
-                }
-                let session = i.clone();
-                drop(i);
-                if let Err(refusal) =
-                    crate::startup_policy::judge_startup(&shared.pipeline, params, &session)
-                {
-                    warn!(reason = %refusal.message, "refusing the startup packet");
-                    if let (Some(r), Some((sql, v))) = (rec.get(), &refusal.judged) {
-                        let tags = &v.tags;
-                        r.decided(
-                            0,
-                            sql,
-                            dbwarden_record::Action::Deny,
-                            Some(&v.rule),
-                            Some(&refusal.message),
-                            tags,
-                        );
-                    }
-                    close_with(&cw, ErrorResponse::new("FATAL", "42501", refusal.message)).await;
-                    return Err("startup parameters refused by policy".into());
-                }
+                super::pg_startup::on_startup(params, &shared, &info, &rec, &cw, &client_addr)
+                    .await?;
             }
             if let Some(r) = rec.get() {
                 match &step.event {
@@ -408,7 +308,10 @@ async fn client_to_server(
                 }
                 ClientAction::Decide(pending) => {
                     let session = info.read().await.clone();
-                    let decision = shared.pipeline.decide_pg(&pending, &session, &mut memo);
+                    let decision = crate::pipeline::keep_encoding(
+                        shared.pipeline.decide_pg(&pending, &session, &mut memo),
+                        lock(&proxy).text_encoding(),
+                    );
                     let stmt = pending.request().0;
                     let sql = pending
                         .sql()
@@ -570,7 +473,11 @@ async fn server_to_client(
                     // an unsafe client encoding ends the session.
                     ServerEvent::ParameterStatus { name, value }
                         if name == "client_encoding"
-                            && dbwarden_policy::encoding::unsafe_client_encoding(value) =>
+                            && !shared
+                                .pipeline
+                                .engine
+                                .policy()
+                                .allows_client_encoding(value) =>
                     {
                         let e = ErrorResponse::new(
                             "FATAL",
