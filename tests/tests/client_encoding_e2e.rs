@@ -152,3 +152,62 @@ fn an_allowed_sjis_session_is_judged_on_the_decoded_text() {
         );
     }
 }
+
+/// A raw client: startup with a client encoding, then the given queries in one write
+/// (pipelined); prints what came back.
+const PY_PIPELINE: &str = r#"
+import socket, struct, sys
+s = socket.create_connection(("127.0.0.1", 5432))
+body = struct.pack("!I", 196608) + b"user\0postgres\0database\0" + sys.argv[1].encode() + b"\0client_encoding\0" + sys.argv[2].encode() + b"\0\0"
+s.sendall(struct.pack("!I", len(body) + 4) + body)
+s.settimeout(20)
+got = b""
+def until(n):
+    global got
+    while got.count(b"Z\x00\x00\x00\x05") < n:
+        chunk = s.recv(65536)
+        if not chunk:
+            return
+        got += chunk
+until(1)
+qs = [bytes.fromhex(h) + b"\0" for h in sys.argv[3:]]
+s.sendall(b"".join(b"Q" + struct.pack("!I", len(q) + 4) + q for q in qs))
+until(1 + len(qs))
+sys.stdout.write(got.decode("latin-1"))
+"#;
+
+/// Switching encodings by SET with the next statement pipelined behind it: dbwarden waits for
+/// the server's answer before decoding the next one, so the UTF-8 name `réservé` in it is read
+/// as the server reads it and the rule on it applies.
+#[test]
+fn a_statement_pipelined_behind_an_encoding_switch_is_read_the_new_way() {
+    let d = Daemon::start_with(DaemonOpts {
+        policy: Some(POLICY.into()),
+        ..Default::default()
+    });
+    let db = PgDb::create("encswitch");
+    psql_direct(
+        &db.name,
+        "create table \"réservé\" (id int); insert into \"réservé\" values (1);",
+    );
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let mut c = d.agent("python3");
+    c.args([
+        "-c",
+        PY_PIPELINE,
+        &db.name,
+        "LATIN1",
+        &hex(b"SET client_encoding TO 'UTF8'"),
+        &hex("select count(*) from réservé".as_bytes()),
+    ]);
+    let out = output_timeout(c, None, Duration::from_secs(60));
+    let text = stdout(&out);
+    assert!(
+        text.contains("no-reserved-table"),
+        "the rule did not apply: {text}"
+    );
+    assert!(
+        text.contains("client_encoding\0UTF8"),
+        "the switch happened: {text}"
+    );
+}

@@ -363,31 +363,56 @@ impl Pipeline {
     }
 }
 
-/// In a session whose client encoding's characters can end in an ASCII byte (one the policy
-/// allowed at startup), a statement that could change the encoding is refused: a statement
-/// pipelined behind it would be decoded the old way while the server reads it the new way.
-pub fn keep_encoding(d: Decision, text: dbwarden_wire_pg::TextEncoding) -> Decision {
-    if !text.has_ascii_trail_bytes()
-        || !d
-            .verdict
-            .statements
-            .iter()
-            .any(|s| s.changes_client_encoding)
+/// What a statement that changes the client encoding needs from the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EncodingChange {
+    /// It changes nothing.
+    None,
+    /// The session must stop decoding client messages until the server has answered it
+    /// (and reported the new encoding): what follows is in the new encoding.
+    Barrier,
+}
+
+/// Applies the client-encoding rules the policy cannot see (they depend on the session): a
+/// statement pipelined behind an encoding change would be decoded the old way while the
+/// server reads it the new way, so
+/// - in a session whose encoding's characters can end in an ASCII byte (one the policy
+///   allowed at startup) the encoding cannot change at all;
+/// - elsewhere a change is allowed by simple query only (the session then waits for the
+///   server before reading on: [`EncodingChange::Barrier`]); a prepared one is refused, since
+///   it takes effect at an Execute that may be pipelined with more statements.
+pub fn encoding_guard(
+    d: Decision,
+    text: dbwarden_wire_pg::TextEncoding,
+    prepared: bool,
+) -> (Decision, EncodingChange) {
+    if !d
+        .verdict
+        .statements
+        .iter()
+        .any(|s| s.changes_client_encoding)
     {
-        return d;
+        return (d, EncodingChange::None);
     }
-    let message = format!(
-        "dbwarden: this session's client encoding ({}) cannot be changed mid-session; connect with the encoding you need",
-        text.name()
-    );
+    let message = if text.has_ascii_trail_bytes() {
+        format!(
+            "dbwarden: this session's client encoding ({}) cannot be changed mid-session; connect with the encoding you need",
+            text.name()
+        )
+    } else if prepared {
+        "dbwarden: the client encoding can be changed by a simple query only (SET client_encoding ...), so dbwarden can follow it".to_owned()
+    } else {
+        return (d, EncodingChange::Barrier);
+    };
     let mut v = (*d.verdict).clone();
     v.action = Action::Deny;
     v.rule = "client_encoding".to_owned();
     v.message.clone_from(&message);
-    Decision {
+    let d = Decision {
         verdict: Arc::new(v),
         wire: Verdict::Refuse(ErrorResponse::insufficient_privilege(message, None, None)),
-    }
+    };
+    (d, EncodingChange::None)
 }
 
 #[cfg(test)]
@@ -452,5 +477,34 @@ mod tests {
         };
         let e = format!("{:#}", validate(&src).unwrap_err());
         assert!(e.starts_with("p.toml:3:"), "{e}");
+    }
+
+    #[test]
+    fn encoding_changes_need_a_barrier_or_are_refused() {
+        let mut d = decision("default");
+        Arc::make_mut(&mut d.verdict)
+            .statements
+            .push(dbwarden_policy::StatementVerdict {
+                index: 0,
+                changes_client_encoding: true,
+                kind: "set".into(),
+                tables: Vec::new(),
+                action: Action::Allow,
+                rule: "default".into(),
+                reason: String::new(),
+                tags: Vec::new(),
+            });
+        let utf8 = dbwarden_wire_pg::TextEncoding::UTF8;
+        let sjis = dbwarden_wire_pg::TextEncoding::from_pg_name("SJIS");
+        let (g, c) = encoding_guard(d.clone(), utf8, false);
+        assert!(matches!(g.wire, Verdict::Allow) && c == EncodingChange::Barrier);
+        for (text, prepared) in [(utf8, true), (sjis, false), (sjis, true)] {
+            let (g, c) = encoding_guard(d.clone(), text, prepared);
+            assert!(matches!(g.wire, Verdict::Refuse(_)), "{text:?} {prepared}");
+            assert_eq!(c, EncodingChange::None);
+            assert_eq!(g.verdict.rule, "client_encoding");
+        }
+        let (g, c) = encoding_guard(decision("default"), sjis, false);
+        assert!(matches!(g.wire, Verdict::Allow) && c == EncodingChange::None);
     }
 }

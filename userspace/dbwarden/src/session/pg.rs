@@ -87,6 +87,7 @@ pub async fn run(
         shared: shared.clone(),
         counters: counters.clone(),
         rec: rec.clone(),
+        drained: Arc::new(tokio::sync::Notify::new()),
     };
     let c2s = client_to_server(
         cr,
@@ -220,6 +221,22 @@ struct Legs {
     shared: Arc<Shared>,
     counters: Counters,
     rec: SharedRecording,
+    /// Notified at every ReadyForQuery (the server has answered everything sent before it).
+    drained: Arc<tokio::sync::Notify>,
+}
+
+/// Waits until the server has answered every request sent so far.
+async fn wait_drained(proxy: &SharedProxy, drained: &tokio::sync::Notify) {
+    loop {
+        let notified = drained.notified();
+        tokio::pin!(notified);
+        // Registered before the check, so a ReadyForQuery in between is not missed.
+        notified.as_mut().enable();
+        if lock(proxy).outstanding() == 0 {
+            return;
+        }
+        notified.await;
+    }
 }
 
 async fn client_to_server(
@@ -237,6 +254,7 @@ async fn client_to_server(
         shared,
         counters,
         rec,
+        drained,
     } = legs;
     let mut buf = pre;
     buf.reserve(READ_CHUNK);
@@ -308,9 +326,13 @@ async fn client_to_server(
                 }
                 ClientAction::Decide(pending) => {
                     let session = info.read().await.clone();
-                    let decision = crate::pipeline::keep_encoding(
+                    let (decision, encoding_change) = crate::pipeline::encoding_guard(
                         shared.pipeline.decide_pg(&pending, &session, &mut memo),
                         lock(&proxy).text_encoding(),
+                        matches!(
+                            pending.kind(),
+                            dbwarden_wire_pg::proxy::StatementKind::Parse { .. }
+                        ),
                     );
                     let stmt = pending.request().0;
                     let sql = pending
@@ -367,10 +389,17 @@ async fn client_to_server(
                     } else {
                         decision.wire
                     };
+                    let allowed = matches!(verdict, Verdict::Allow);
                     let bytes = lock(&proxy)
                         .decide(pending, verdict)
                         .map_err(|e| format!("decide: {e}"))?;
                     out.extend_from_slice(&bytes);
+                    if allowed && encoding_change == crate::pipeline::EncodingChange::Barrier {
+                        // What the client pipelined behind it is in the new encoding: let the
+                        // server answer (and report the encoding) before decoding more.
+                        to_server(&mut sw, &mut out, &counters, &rec, &cw).await?;
+                        wait_drained(&proxy, &drained).await;
+                    }
                 }
                 ClientAction::Cancel { pid, secret_key } => {
                     match shared.cancel.lookup(pid, &secret_key) {
@@ -420,6 +449,7 @@ async fn server_to_client(
         shared,
         counters,
         rec,
+        drained,
     } = legs;
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut out = BytesMut::new();
@@ -468,7 +498,10 @@ async fn server_to_client(
                     ServerEvent::BackendKey { server, client } => {
                         shared.cancel.bind(client, server.clone())
                     }
-                    ServerEvent::ReadyForQuery(_) => ready = true,
+                    ServerEvent::ReadyForQuery(_) => {
+                        ready = true;
+                        drained.notify_waiters();
+                    }
                     // The backstop: however the session got it (a role or database default),
                     // an unsafe client encoding ends the session.
                     ServerEvent::ParameterStatus { name, value }
