@@ -53,6 +53,9 @@ struct Relation {
 struct DbCache {
     fetched: Option<Instant>,
     relations: HashMap<u32, Arc<Relation>>,
+    /// The last look-up failed then: no new attempt for [`TTL`] (a server that wants a
+    /// password would otherwise cost a connection per new result shape).
+    failed: Option<Instant>,
 }
 
 /// The per-daemon cache of resolved relations.
@@ -82,7 +85,12 @@ impl Catalog {
         let mut dbs = self.lock();
         let c = dbs.entry(key(dst, db)).or_default();
         if c.fetched.is_some_and(|t| t.elapsed() > TTL) {
+            let failed = c.failed;
             *c = DbCache::default();
+            c.failed = failed;
+        }
+        if c.failed.is_some_and(|t| t.elapsed() < TTL) {
+            return Vec::new();
         }
         let mut want: Vec<u32> = Vec::new();
         for f in &desc.fields {
@@ -93,6 +101,11 @@ impl Catalog {
         want.sort_unstable();
         want.dedup();
         want
+    }
+
+    /// Remembers that a look-up in `db` failed: none is tried again for [`TTL`].
+    pub fn note_failure(&self, dst: &Destination, db: &str) {
+        self.lock().entry(key(dst, db)).or_default().failed = Some(Instant::now());
     }
 
     /// Fetches `oids` (and the relations their views read) on a side connection.
@@ -191,8 +204,9 @@ pub async fn sources_for(
             .fetch(&dst, &db, &user, missing, shared.settings.connect_timeout)
             .await
         {
-            tracing::warn!(error = %e, "source columns unknown: only column-name rules apply to this result");
+            tracing::warn!(error = %e, "source columns unknown: only column-name rules apply (no new look-up in this database for 30 s)");
             crate::metrics::Metrics::inc(&shared.metrics.catalog_failures_total);
+            cat.note_failure(&dst, &db);
         }
     }
     cat.sources(&dst, &db, desc)
@@ -273,4 +287,34 @@ async fn fetch_relations(
         }
     }
     Ok(rels)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dbwarden_wire_pg::{FieldDescription, Format};
+
+    #[test]
+    fn a_failed_look_up_is_not_retried_at_once() {
+        let c = Catalog::default();
+        let dst = Destination::Tcp("127.0.0.1:5432".parse().unwrap());
+        let desc = RowDescription {
+            fields: vec![FieldDescription {
+                name: "x".into(),
+                table_oid: 16384,
+                column_attr: 2,
+                type_oid: 25,
+                type_len: -1,
+                type_mod: -1,
+                format: Format::Text,
+            }],
+        };
+        assert_eq!(c.missing(&dst, "db", &desc), vec![16384]);
+        c.note_failure(&dst, "db");
+        assert!(c.missing(&dst, "db", &desc).is_empty());
+        assert_eq!(c.missing(&dst, "other", &desc), vec![16384]);
+        assert_eq!(c.sources(&dst, "db", &desc), vec![None]);
+        c.invalidate(&dst, "db");
+        assert_eq!(c.missing(&dst, "db", &desc), vec![16384]);
+    }
 }
