@@ -280,7 +280,7 @@ impl Pipeline {
                 d
             }
         };
-        Self::log_decision(&d, session);
+        Self::log_verdict(&d.verdict, session);
         d
     }
 
@@ -336,8 +336,7 @@ impl Pipeline {
         }
     }
 
-    pub(crate) fn log_decision(d: &Decision, session: &SessionInfo) {
-        let verdict = &d.verdict;
+    pub(crate) fn log_verdict(verdict: &dbwarden_policy::Verdict, session: &SessionInfo) {
         let kinds = || {
             verdict
                 .statements

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use dbwarden_policy::Action;
 
-use crate::pipeline::{Decision, Pipeline, SessionInfo};
+use crate::pipeline::{Pipeline, SessionInfo};
 
 /// Why a startup packet is refused.
 #[derive(Debug)]
@@ -55,13 +55,7 @@ pub fn judge_startup(
                 verdict.message
             )),
         };
-        Pipeline::log_decision(
-            &Decision {
-                verdict: Arc::clone(&verdict),
-                wire: dbwarden_wire_pg::proxy::Verdict::Allow,
-            },
-            session,
-        );
+        Pipeline::log_verdict(&verdict, session);
         if let Some(why) = refused {
             return Err(StartupRefusal {
                 message: format!(

@@ -219,7 +219,8 @@ impl Engine {
     }
 
     /// The shape of the `ordinal`-th (0-based) `COPY ... TO STDOUT` of `sql`, from the same
-    /// analysis the verdict came from (a COPY analysis is never shared between texts).
+    /// analyzer the verdict came from (run again: a COPY analysis is never cached, since its
+    /// options are literals that the cache key leaves out).
     ///
     /// # Errors
     /// No such COPY in `sql`, or options the masker cannot honour.

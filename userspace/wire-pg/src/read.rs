@@ -81,21 +81,25 @@ impl<'a> Reader<'a> {
         self.raw.slice(r)
     }
 
-    /// Reads a NUL-terminated UTF-8 string (the NUL is consumed, not returned).
-    pub(crate) fn cstr(&mut self, what: &'static str) -> Result<&'a str, ProtocolError> {
+    /// The bytes up to the next NUL (not consumed yet).
+    fn until_nul(&self, what: &'static str) -> Result<&'a [u8], ProtocolError> {
         let raw: &'a Bytes = self.raw;
         let body = &raw[self.pos..];
-        let Some(nul) = memchr::memchr(0, body) else {
-            return Err(ProtocolError::MissingNul {
-                message: self.message,
-                what,
-            });
-        };
-        let s = std::str::from_utf8(&body[..nul]).map_err(|_| ProtocolError::InvalidUtf8 {
+        let nul = memchr::memchr(0, body).ok_or(ProtocolError::MissingNul {
             message: self.message,
             what,
         })?;
-        self.pos += nul + 1;
+        Ok(&body[..nul])
+    }
+
+    /// Reads a NUL-terminated UTF-8 string (the NUL is consumed, not returned).
+    pub(crate) fn cstr(&mut self, what: &'static str) -> Result<&'a str, ProtocolError> {
+        let b = self.until_nul(what)?;
+        let s = std::str::from_utf8(b).map_err(|_| ProtocolError::InvalidUtf8 {
+            message: self.message,
+            what,
+        })?;
+        self.pos += b.len() + 1;
         Ok(s)
     }
 
@@ -104,22 +108,13 @@ impl<'a> Reader<'a> {
         if self.text.is_utf8() {
             return self.cstr(what).map(str::to_owned);
         }
-        let body = &self.raw[self.pos..];
-        let Some(nul) = memchr::memchr(0, body) else {
-            return Err(ProtocolError::MissingNul {
-                message: self.message,
-                what,
-            });
-        };
-        let s = self
-            .text
-            .decode(&body[..nul])
-            .ok_or(ProtocolError::InvalidText {
-                message: self.message,
-                what,
-                encoding: self.text.name(),
-            })?;
-        self.pos += nul + 1;
+        let b = self.until_nul(what)?;
+        let s = self.text.decode(b).ok_or(ProtocolError::InvalidText {
+            message: self.message,
+            what,
+            encoding: self.text.name(),
+        })?;
+        self.pos += b.len() + 1;
         Ok(s)
     }
 
