@@ -77,8 +77,32 @@ pub fn agent_bin() -> PathBuf {
     dir.join("dbw-agent")
 }
 
-/// A free loopback TCP port (bound then released).
+/// A free loopback TCP port (bound then released), chosen below the kernel's ephemeral range:
+/// a port from that range can be taken, between this call and the daemon's bind, by any
+/// outgoing connection (the daemons' upstream and catalog connections of parallel tests).
 pub fn free_port() -> u16 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| {
+            r.split_whitespace()
+                .next()
+                .and_then(|p| p.parse::<u64>().ok())
+        })
+        .unwrap_or(32768);
+    const BASE: u64 = 10_000;
+    let span = low.saturating_sub(BASE).max(1);
+    let seed = u64::from(std::process::id()) * 7919
+        + std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::from(d.subsec_nanos()));
+    for _ in 0..1000 {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let port = u16::try_from(BASE + (seed + n * 104_729) % span).unwrap_or(0);
+        if port != 0 && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
